@@ -1,0 +1,392 @@
+package emit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sluicenet/sluice/ir"
+)
+
+// FormatVersion is written in every manifest; the loader refuses others.
+const FormatVersion = "sluice.artifact/v1"
+
+// MapSizes are the max_entries of the maps; a compile fails when content
+// would not fit.
+type MapSizes struct {
+	IPCache   int
+	Classes   int
+	Policy    int
+	Endpoints int
+	Services  int
+	Backends  int
+	RevNat    int
+}
+
+// DefaultSizes are Cilium-like defaults (see the package documentation).
+func DefaultSizes() MapSizes {
+	return MapSizes{IPCache: 512000, Classes: 65536, Policy: 65536, Endpoints: 65535, Services: 262144, Backends: 262144, RevNat: 262144}
+}
+
+// Options tune Build.
+type Options struct {
+	Sizes MapSizes
+	// InputDigest is the sha256 of the inputs, recorded in manifests.
+	InputDigest string
+}
+
+// File is one file of an artifact. Files with Shared set have the same
+// bytes on every node; writers may store them once.
+type File struct {
+	Name   string
+	Data   []byte
+	Shared bool
+	sum    string
+}
+
+// Sum is the file's sha256, hex.
+func (f *File) Sum() string {
+	if f.sum == "" {
+		s := sha256.Sum256(f.Data)
+		f.sum = hex.EncodeToString(s[:])
+	}
+	return f.sum
+}
+
+// Artifact is everything one node loads, in file-name order, manifest.json
+// last.
+type Artifact struct {
+	Node  string
+	Files []*File
+	Stats NodeStats
+}
+
+// NodeStats counts what one node's artifact holds.
+type NodeStats struct {
+	Node        string         `json:"node"`
+	Endpoints   int            `json:"endpoints"`
+	Policies    int            `json:"policies"`
+	Classes     int            `json:"classes"`
+	Entries     map[string]int `json:"entries"`
+	PolicyBytes int            `json:"policyBytes"`
+}
+
+// Stats summarises a build.
+type Stats struct {
+	Nodes              int            `json:"nodes"`
+	Identities         int            `json:"identities"`
+	Policies           int            `json:"policies"`
+	Rules              int            `json:"rules"`
+	Services           int            `json:"services"`
+	Frontends          int            `json:"frontends"`
+	Backends           int            `json:"backends"`
+	Regions            int            `json:"regions"`
+	Entries            map[string]int `json:"entries"` // summed over nodes; shared maps once
+	TotalEntries       int            `json:"total_entries"`
+	TotalBytes         int            `json:"total_bytes"`
+	PolicyBytesMaxNode int            `json:"policy_bytes_max_node"`
+	PerNode            []NodeStats    `json:"per_node"`
+}
+
+// Output is a build: one artifact per node.
+type Output struct {
+	Artifacts []*Artifact
+	Stats     Stats
+}
+
+// ManifestMap describes one map image in a manifest.
+type ManifestMap struct {
+	MapSpec
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest is manifest.json: what the artifact holds and how to check it.
+type Manifest struct {
+	Format      string            `json:"format"`
+	Node        string            `json:"node"`
+	NodeIndex   uint16            `json:"nodeIndex"`
+	Cluster     string            `json:"cluster"`
+	InputDigest string            `json:"inputDigest"`
+	Maps        []ManifestMap     `json:"maps"`
+	Files       map[string]string `json:"files"` // name → sha256, every file but the manifest
+}
+
+// Build lowers a cluster into per-node artifacts.
+func Build(c *ir.Cluster, opts Options) (*Output, error) {
+	if opts.Sizes == (MapSizes{}) {
+		opts.Sizes = DefaultSizes()
+	}
+	p, err := newPlan(c)
+	if err != nil {
+		return nil, err
+	}
+	lbs, err := p.buildLB()
+	if err != nil {
+		return nil, err
+	}
+	shared := p.sharedFiles(lbs)
+	for _, f := range shared {
+		f.Sum() // before the workers share them
+	}
+	out := &Output{Artifacts: make([]*Artifact, len(p.nodes))}
+	// Nodes are independent: lower them in parallel, in a fixed order of
+	// results.
+	var wg sync.WaitGroup
+	work := make(chan int)
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out.Artifacts[i] = p.nodeArtifact(p.nodes[i], lbs, shared, opts)
+			}
+		}()
+	}
+	for i := range p.nodes {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	st := Stats{Nodes: len(p.nodes), Identities: len(c.Identities), Policies: len(c.Policies), Rules: len(p.rules),
+		Services: len(c.Services), Frontends: lbs.frontends, Backends: len(lbs.backends), Regions: len(p.regions), Entries: map[string]int{}}
+	for _, f := range shared {
+		st.TotalBytes += len(f.Data)
+	}
+	st.Entries["ipcache"] = len(p.ipcache)
+	st.Entries["services"] = len(lbs.services)
+	st.Entries["backends"] = len(lbs.backends)
+	st.Entries["revnat"] = len(lbs.revnat)
+	var over []string
+	check := func(node, name string, n, max int) {
+		if n > max {
+			over = append(over, fmt.Sprintf("map %s%s needs %d entries but holds %d (raise --map-size-%s to at least %d)", name, node, n, max, name, n))
+		}
+	}
+	check("", "ipcache", len(p.ipcache), opts.Sizes.IPCache)
+	check("", "services", len(lbs.services), opts.Sizes.Services)
+	check("", "backends", len(lbs.backends), opts.Sizes.Backends)
+	check("", "revnat", len(lbs.revnat), opts.Sizes.RevNat)
+	for _, a := range out.Artifacts {
+		ns := a.Stats
+		st.PerNode = append(st.PerNode, ns)
+		for _, name := range []string{"classes", "policy", "endpoints", "services_local"} {
+			st.Entries[name] += ns.Entries[name]
+		}
+		on := " on node " + a.Node
+		check(on, "classes", ns.Entries["classes"], opts.Sizes.Classes)
+		check(on, "policy", ns.Entries["policy"], opts.Sizes.Policy)
+		check(on, "endpoints", ns.Entries["endpoints"], opts.Sizes.Endpoints)
+		check(on, "services_local", ns.Entries["services_local"], opts.Sizes.Services)
+		if ns.PolicyBytes > st.PolicyBytesMaxNode {
+			st.PolicyBytesMaxNode = ns.PolicyBytes
+		}
+		for _, f := range a.Files {
+			if !f.Shared {
+				st.TotalBytes += len(f.Data)
+			}
+		}
+	}
+	for _, n := range st.Entries {
+		st.TotalEntries += n
+	}
+	out.Stats = st
+	if len(over) > 0 {
+		return nil, fmt.Errorf("capacity exceeded:\n  %s", strings.Join(over, "\n  "))
+	}
+	return out, nil
+}
+
+// image encodes sorted records.
+func image(spec MapSpec, n int, put func(i int, key, val []byte)) *Image {
+	rec := spec.KeySize + spec.ValueSize
+	data := make([]byte, n*rec)
+	for i := 0; i < n; i++ {
+		off := i * rec
+		put(i, data[off:off+spec.KeySize], data[off+spec.KeySize:off+rec])
+	}
+	spec.Entries = n
+	return &Image{Spec: spec, Data: data}
+}
+
+func (p *plan) sharedFiles(lbs *lb) []*File {
+	var files []*File
+	add := func(name string, data []byte) { files = append(files, &File{Name: name, Data: data, Shared: true}) }
+	ipc := image(MapSpec{Name: "ipcache", Type: "lpm_trie", KeySize: IPCacheKeySize, ValueSize: IPCacheValueSize, Flags: flagNoPrealloc, Shared: true},
+		len(p.ipcache), func(i int, k, v []byte) {
+			IPCacheKey{p.ipcache[i].prefix}.put(k)
+			p.ipcache[i].val.put(v)
+		})
+	p.sharedMaps = map[string]*Image{"ipcache": ipc}
+	add("maps/ipcache.bin", ipc.Data)
+	add("dump/ipcache.txt", p.dumpIPCache())
+	sortSvc(lbs.services)
+	svc := image(MapSpec{Name: "services", Type: "hash", KeySize: ServiceKeySize, ValueSize: ServiceValueSize, Shared: true},
+		len(lbs.services), func(i int, k, v []byte) { lbs.services[i].key.put(k); lbs.services[i].val.put(v) })
+	be := image(MapSpec{Name: "backends", Type: "hash", KeySize: BackendKeySize, ValueSize: BackendValueSize, Shared: true},
+		len(lbs.backends), func(i int, k, v []byte) { le.PutUint32(k, lbs.backends[i].id); lbs.backends[i].val.put(v) })
+	rn := image(MapSpec{Name: "revnat", Type: "hash", KeySize: RevNatKeySize, ValueSize: RevNatValueSize, Shared: true},
+		len(lbs.revnat), func(i int, k, v []byte) { le.PutUint16(k, lbs.revnat[i].idx); lbs.revnat[i].val.put(v) })
+	p.sharedMaps["services"], p.sharedMaps["backends"], p.sharedMaps["revnat"] = svc, be, rn
+	add("maps/services.bin", svc.Data)
+	add("maps/backends.bin", be.Data)
+	add("maps/revnat.bin", rn.Data)
+	add("dump/services.txt", dumpServices(lbs.services, lbs.backends))
+	add("dump/backends.txt", dumpBackends(lbs.backends, p.nodes))
+	add("dump/revnat.txt", dumpRevNat(lbs.revnat))
+	add("dump/rules.txt", p.dumpRules())
+	add("dump/identities.txt", p.dumpIdentities())
+	add("dump/regions.txt", p.dumpRegions())
+	ir, _ := json.MarshalIndent(p.c, "", " ")
+	add("ir.json", append(ir, '\n'))
+	return files
+}
+
+// sortSvc orders service entries by frontend (address, port, protocol),
+// scope and slot, so that a frontend's entries stay together.
+func sortSvc(es []svcEntry) {
+	sort.Slice(es, func(i, j int) bool {
+		a, b := es[i].key, es[j].key
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c < 0
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		if a.Proto != b.Proto {
+			return a.Proto < b.Proto
+		}
+		if a.Scope != b.Scope {
+			return a.Scope < b.Scope
+		}
+		return a.Slot < b.Slot
+	})
+}
+
+func (p *plan) nodeArtifact(node string, lbs *lb, shared []*File, opts Options) *Artifact {
+	np := p.lowerNode(node)
+	a := &Artifact{Node: node}
+	a.Files = append(a.Files, shared...)
+	add := func(name string, data []byte) { a.Files = append(a.Files, &File{Name: name, Data: data}) }
+
+	// classes: every key of a non-zero class.
+	type ce struct {
+		k  ClassKey
+		id uint32
+	}
+	var ces []ce
+	for k, id := range np.keyClass {
+		if id != 0 {
+			ces = append(ces, ce{p.keys[k].key, id})
+		}
+	}
+	cls := image(MapSpec{Name: "classes", Type: "hash", KeySize: ClassKeySize, ValueSize: ClassValueSize}, len(ces), func(i int, k, v []byte) {
+		ces[i].k.put(k)
+		le.PutUint32(v, ces[i].id)
+	})
+	pol := image(MapSpec{Name: "policy", Type: "lpm_trie", KeySize: PolicyKeySize, ValueSize: PolicyValueSize, Flags: flagNoPrealloc}, len(np.policy), func(i int, k, v []byte) {
+		np.policy[i].key.put(k)
+		np.policy[i].val.put(v)
+	})
+	type ee struct {
+		ip  [4]byte
+		val EndpointValue
+	}
+	var ees []ee
+	for _, g := range np.groups {
+		flags := uint32(0)
+		if g.enforced[0] {
+			flags |= EndpointIngressEnforced
+		}
+		if g.enforced[1] {
+			flags |= EndpointEgressEnforced
+		}
+		for _, e := range g.endpoints {
+			for _, ip := range e.IPs {
+				if ip.Is4() {
+					ees = append(ees, ee{ip.As4(), EndpointValue{Identity: e.Identity, Policy: g.id, Flags: flags}})
+				}
+			}
+		}
+	}
+	sort.Slice(ees, func(i, j int) bool { return bytes.Compare(ees[i].ip[:], ees[j].ip[:]) < 0 })
+	eps := image(MapSpec{Name: "endpoints", Type: "hash", KeySize: EndpointKeySize, ValueSize: EndpointValueSize}, len(ees), func(i int, k, v []byte) {
+		copy(k, ees[i].ip[:])
+		ees[i].val.put(v)
+	})
+	loc := lbs.local[node]
+	sortSvc(loc)
+	sl := image(MapSpec{Name: "services_local", Type: "hash", KeySize: ServiceKeySize, ValueSize: ServiceValueSize}, len(loc), func(i int, k, v []byte) {
+		loc[i].key.put(k)
+		loc[i].val.put(v)
+	})
+	for _, im := range []*Image{cls, pol, eps, sl} {
+		im.Spec.MaxEntries = sizeOf(opts.Sizes, im.Spec.Name)
+	}
+	add("maps/classes.bin", cls.Data)
+	add("maps/policy.bin", pol.Data)
+	add("maps/endpoints.bin", eps.Data)
+	add("maps/services_local.bin", sl.Data)
+	add("dump/classes.txt", np.dumpClasses())
+	add("dump/policy.txt", np.dumpPolicy())
+	add("dump/endpoints.txt", np.dumpEndpoints())
+	add("dump/services_local.txt", dumpServices(loc, lbs.backends))
+	nodeJSON, _ := json.MarshalIndent(np.summary(), "", " ")
+	add("node.json", append(nodeJSON, '\n'))
+	sort.Slice(a.Files, func(i, j int) bool { return a.Files[i].Name < a.Files[j].Name })
+
+	m := Manifest{Format: FormatVersion, Node: node, NodeIndex: np.idx, Cluster: p.c.Name, InputDigest: opts.InputDigest, Files: map[string]string{}}
+	images := map[string]*Image{"classes": cls, "policy": pol, "endpoints": eps, "services_local": sl}
+	for name, im := range p.sharedMaps {
+		images[name] = im
+	}
+	names := make([]string, 0, len(images))
+	for n := range images {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, f := range a.Files {
+		m.Files[f.Name] = f.Sum()
+	}
+	for _, n := range names {
+		spec := images[n].Spec
+		spec.MaxEntries = sizeOf(opts.Sizes, n)
+		file := "maps/" + n + ".bin"
+		m.Maps = append(m.Maps, ManifestMap{MapSpec: spec, File: file, SHA256: m.Files[file]})
+	}
+	mj, _ := json.MarshalIndent(m, "", " ")
+	add("manifest.json", append(mj, '\n'))
+
+	a.Stats = NodeStats{Node: node, Endpoints: len(ees), Policies: len(np.groups), Classes: len(np.classes),
+		Entries:     map[string]int{"classes": len(ces), "policy": len(np.policy), "endpoints": len(ees), "services_local": len(loc)},
+		PolicyBytes: len(cls.Data) + len(pol.Data) + len(eps.Data)}
+	return a
+}
+
+func sizeOf(s MapSizes, name string) int {
+	switch name {
+	case "ipcache":
+		return s.IPCache
+	case "classes":
+		return s.Classes
+	case "policy":
+		return s.Policy
+	case "endpoints":
+		return s.Endpoints
+	case "services", "services_local":
+		return s.Services
+	case "backends":
+		return s.Backends
+	case "revnat":
+		return s.RevNat
+	}
+	return 0
+}

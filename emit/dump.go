@@ -1,0 +1,376 @@
+package emit
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/sluicenet/sluice/ir"
+)
+
+// The dumps are sorted text, one entry a line, in the spirit of the
+// cilium CLI (cilium bpf ipcache list, cilium bpf lb list, cilium bpf
+// policy get), so that git diff of two artifacts reads as a review.
+
+func table(write func(w *tabwriter.Writer)) []byte {
+	var b bytes.Buffer
+	w := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+	write(w)
+	w.Flush()
+	return b.Bytes()
+}
+
+func flagNames(f uint8) string {
+	var out []string
+	for _, x := range []struct {
+		bit  uint8
+		name string
+	}{{FlagEndpoint, "endpoint"}, {FlagNode, "node"}, {FlagPodCIDR, "podcidr"}, {FlagAPIServer, "kube-apiserver"}} {
+		if f&x.bit != 0 {
+			out = append(out, x.name)
+		}
+	}
+	if len(out) == 0 {
+		return "<none>"
+	}
+	return strings.Join(out, ",")
+}
+
+func (p *plan) nodeName(idx uint16) string {
+	if int(idx) < len(p.nodes) {
+		return p.nodes[idx]
+	}
+	return "-"
+}
+
+func (p *plan) dumpIPCache() []byte {
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "IP PREFIX/ADDRESS\tIDENTITY\tREGION\tNODE\tTUNNELENDPOINT\tFLAGS\tSOURCE")
+		for _, e := range p.ipcache {
+			tun := "0.0.0.0"
+			if e.val.Tunnel.IsValid() {
+				tun = e.val.Tunnel.String()
+			}
+			fmt.Fprintf(w, "%s\tidentity=%d\tregion=%d\tnode=%s\ttunnelendpoint=%s\tflags=%s\t%s\n",
+				e.prefix, e.val.Identity, e.val.Region, p.nodeName(e.val.Node), tun, flagNames(e.val.Flags), e.what)
+		}
+	})
+}
+
+func (p *plan) dumpRegions() []byte {
+	var b bytes.Buffer
+	for i, r := range p.regions {
+		fmt.Fprintf(&b, "region %d: %s\n", i, r)
+	}
+	return b.Bytes()
+}
+
+func labelsString(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if l[k] == "" && strings.HasPrefix(k, "reserved:") {
+			parts = append(parts, k)
+			continue
+		}
+		parts = append(parts, "k8s:"+k+"="+l[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func (p *plan) dumpIdentities() []byte {
+	var b bytes.Buffer
+	fmt.Fprintln(&b, "ID\tLABELS")
+	for _, id := range p.c.Identities {
+		fmt.Fprintf(&b, "%d\t%s\n", id.ID, labelsString(id.Labels))
+	}
+	return b.Bytes()
+}
+
+func (p *plan) dumpRules() []byte {
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "RULE\tACTION\tDIRECTION\tPOLICY\tFIELD\tSOURCE")
+		fmt.Fprintln(w, "0\tallow\tingress\t(implicit)\ttraffic from the pod's own node\t-")
+		for i, ri := range p.rules {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, ri.rule.Action, ri.rule.Direction, ri.policy.Ref(), ri.rule.Field, ri.rule.Source)
+		}
+	})
+}
+
+func protoName(p uint8) string { return ir.Proto(p).String() }
+
+func dumpServices(es []svcEntry, backends []backendEntry) []byte {
+	byID := map[uint32]*backendEntry{}
+	for i := range backends {
+		byID[backends[i].id] = &backends[i]
+	}
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "SERVICE ADDRESS\tBACKEND ADDRESS (REVNAT_ID) (SLOT)\tINFO")
+		last := ""
+		for _, e := range es {
+			fe := fmt.Sprintf("%s:%d/%s", e.key.Addr, e.key.Port, protoName(e.key.Proto))
+			if e.key.Scope == ScopeLocal {
+				fe += " (local)"
+			}
+			col := fe
+			if fe == last {
+				col = ""
+			}
+			last = fe
+			if e.key.Slot == 0 {
+				info := e.what + svcFlags(e.val)
+				fmt.Fprintf(w, "%s\t0.0.0.0:0 (%d) (0)\t[%s]\n", col, e.val.RevNat, info)
+				continue
+			}
+			be := byID[e.val.Backend]
+			addr := "?"
+			if be != nil {
+				addr = fmt.Sprintf("%s:%d/%s", be.val.Addr, be.val.Port, protoName(be.val.Proto))
+			}
+			fmt.Fprintf(w, "%s\t%s (%d) (%d)\t%s\n", col, addr, e.val.RevNat, e.key.Slot, e.what)
+		}
+	})
+}
+
+func svcFlags(v ServiceValue) string {
+	var out []string
+	if v.Flags&SvcFlagAffinity != 0 {
+		out = append(out, fmt.Sprintf("sessionAffinity=%ds", v.Backend))
+	}
+	if v.Flags&SvcFlagLocalExternal != 0 {
+		out = append(out, "externalTrafficPolicy=Local")
+	}
+	if v.Flags&SvcFlagLocalInternal != 0 {
+		out = append(out, "internalTrafficPolicy=Local")
+	}
+	if v.Flags2&SvcFlag2NoBackends != 0 {
+		out = append(out, "no backends")
+	}
+	out = append(out, fmt.Sprintf("backends=%d", v.Count))
+	return ", " + strings.Join(out, ", ")
+}
+
+func dumpBackends(bs []backendEntry, nodes []string) []byte {
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ID\tADDRESS\tNODE\tPOD")
+		for _, b := range bs {
+			node := "-"
+			if int(b.val.Node) < len(nodes) {
+				node = nodes[b.val.Node]
+			}
+			pod := b.what
+			if pod == "" {
+				pod = "-"
+			}
+			fmt.Fprintf(w, "%d\t%s:%d/%s\t%s\t%s\n", b.id, b.val.Addr, b.val.Port, protoName(b.val.Proto), node, pod)
+		}
+	})
+}
+
+func dumpRevNat(rs []revnatEntry) []byte {
+	var b bytes.Buffer
+	fmt.Fprintln(&b, "ID\tFRONTEND")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%d\t%s:%d\n", r.idx, r.val.Addr, r.val.Port)
+	}
+	return b.Bytes()
+}
+
+// classMembers describes a class's keys for people.
+func (np *nodePlan) classMembers(c *class) []string {
+	p := np.p
+	var out []string
+	idLabels := map[uint32]map[string]string{}
+	for _, id := range p.c.Identities {
+		idLabels[id.ID] = id.Labels
+	}
+	for _, k := range c.keys {
+		key := p.keys[k].key
+		var who string
+		switch {
+		case key.PeerNode == np.idx:
+			who = "this node (host)"
+		case key.PeerNode != NodeNone:
+			who = "node " + p.nodeName(key.PeerNode)
+		case key.Identity == ir.IdentityWorld:
+			who = "world"
+		case key.Identity == ir.IdentityKubeAPIServer:
+			who = "kube-apiserver"
+		default:
+			who = labelsString(idLabels[key.Identity])
+		}
+		out = append(out, fmt.Sprintf("identity=%d region=%d %s", key.Identity, key.Region, who))
+	}
+	return out
+}
+
+func (np *nodePlan) dumpClasses() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# node %s: %d classes; keys not listed are class 0 (no selector of this node matches them)\n", np.node, len(np.classes))
+	for _, c := range np.classes {
+		fmt.Fprintf(&b, "class %d:", c.id)
+		for _, a := range c.sig {
+			if a == ownNodeAlt {
+				b.WriteString(" [own node]")
+				continue
+			}
+			fmt.Fprintf(&b, " [%s]", peerKey(&np.p.alts[a]))
+		}
+		for _, n := range c.named {
+			fmt.Fprintf(&b, " port %s=%d/%s", n.Name, n.Port, n.Proto)
+		}
+		b.WriteByte('\n')
+		for _, m := range np.classMembers(c) {
+			fmt.Fprintf(&b, "  %s\n", m)
+		}
+	}
+	return b.Bytes()
+}
+
+// portString renders a policy key's protocol and port prefix.
+func portString(k PolicyKey) string {
+	if k.Bits <= policyFixedBits {
+		return "ANY"
+	}
+	proto := protoName(k.Proto)
+	pbits := k.Bits - policyFixedBits - 8
+	if pbits == 0 {
+		return "ANY/" + proto
+	}
+	lo := uint32(k.Port)
+	hi := lo + (uint32(1) << (16 - pbits)) - 1
+	if lo == hi {
+		return fmt.Sprintf("%d/%s", lo, proto)
+	}
+	return fmt.Sprintf("%d-%d/%s", lo, hi, proto)
+}
+
+func (np *nodePlan) dumpPolicy() []byte {
+	p := np.p
+	byPolicy := map[uint32][]policyEntry{}
+	for _, e := range np.policy {
+		byPolicy[e.key.Policy] = append(byPolicy[e.key.Policy], e)
+	}
+	var b bytes.Buffer
+	for _, g := range np.groups {
+		var names []string
+		for _, e := range g.endpoints {
+			names = append(names, e.Key())
+		}
+		enf := func(on bool) string {
+			if on {
+				return "enforced (default deny)"
+			}
+			return "not enforced (default allow)"
+		}
+		fmt.Fprintf(&b, "POLICY %d  identity=%d  endpoints: %s\n  ingress: %s; egress: %s\n", g.id, g.identity, strings.Join(names, " "), enf(g.enforced[0]), enf(g.enforced[1]))
+		b.Write(table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "  VERDICT\tDIRECTION\tCLASS\tPORT/PROTO\tRULE")
+			for _, e := range byPolicy[g.id] {
+				verdict := "Allow"
+				if e.val.Action == ActionDeny {
+					verdict = "Deny"
+				}
+				dir := "Ingress"
+				if e.key.Dir == DirEgress {
+					dir = "Egress"
+				}
+				cls := fmt.Sprint(e.key.Class)
+				if e.key.Class == ClassAny {
+					cls = "any"
+				}
+				rule := "0 (own node)"
+				if e.val.Rule > 0 {
+					ri := p.rules[e.val.Rule-1]
+					rule = fmt.Sprintf("%d %s %s", e.val.Rule, ri.policy.Ref(), ri.rule.Field)
+				}
+				fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", verdict, dir, cls, portString(e.key), rule)
+			}
+		}))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func (np *nodePlan) dumpEndpoints() []byte {
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ADDRESS\tIDENTITY\tPOLICY\tINGRESS\tEGRESS\tPOD")
+		type row struct {
+			ip   netip.Addr
+			line string
+		}
+		var rows []row
+		for _, g := range np.groups {
+			for _, e := range g.endpoints {
+				for _, ip := range e.IPs {
+					if ip.Is4() {
+						rows = append(rows, row{ip, fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s", ip, e.Identity, g.id, onOff(g.enforced[0]), onOff(g.enforced[1]), e.Key())})
+					}
+				}
+			}
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].ip.Less(rows[j].ip) })
+		for _, r := range rows {
+			fmt.Fprintln(w, r.line)
+		}
+	})
+}
+
+func onOff(b bool) string {
+	if b {
+		return "enforced"
+	}
+	return "-"
+}
+
+// NodeSummary is node.json: what the agent and sluice trace --datapath
+// need to know about a node's artifact beyond the maps.
+type NodeSummary struct {
+	Node      string         `json:"node"`
+	Index     uint16         `json:"index"`
+	Nodes     []string       `json:"nodes"` // node index → name
+	Groups    []GroupSummary `json:"policies"`
+	Classes   []ClassSummary `json:"classes"`
+	Workloads []ir.Workload  `json:"workloads"`
+}
+
+// GroupSummary is one policy number and its endpoints.
+type GroupSummary struct {
+	Policy    uint32   `json:"policy"`
+	Identity  uint32   `json:"identity"`
+	Endpoints []string `json:"endpoints"`
+	Ingress   bool     `json:"ingressEnforced"`
+	Egress    bool     `json:"egressEnforced"`
+}
+
+// ClassSummary is one class and its keys.
+type ClassSummary struct {
+	Class uint32     `json:"class"`
+	Keys  []ClassKey `json:"keys"`
+}
+
+func (np *nodePlan) summary() NodeSummary {
+	s := NodeSummary{Node: np.node, Index: np.idx, Nodes: np.p.nodes}
+	for _, g := range np.groups {
+		gs := GroupSummary{Policy: g.id, Identity: g.identity, Ingress: g.enforced[0], Egress: g.enforced[1]}
+		for _, e := range g.endpoints {
+			gs.Endpoints = append(gs.Endpoints, e.Key())
+		}
+		s.Groups = append(s.Groups, gs)
+	}
+	for _, c := range np.classes {
+		cs := ClassSummary{Class: c.id}
+		for _, k := range c.keys {
+			cs.Keys = append(cs.Keys, np.p.keys[k].key)
+		}
+		s.Classes = append(s.Classes, cs)
+	}
+	return s
+}
