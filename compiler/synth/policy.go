@@ -700,9 +700,6 @@ func (x *polCtx) cnpEgressOutside() bool {
 
 func (x *polCtx) cnpEgressDNS() bool {
 	dns := obj{{"toEndpoints", sels(kubeDNSEndpoint)}, {"toPorts", cnpPorts(cport1(53, "ANY"))}}
-	if x.g.pct(50) {
-		dns = obj{{"toEndpoints", sels(kubeDNSEndpoint)}, {"toPorts", cnpPorts(cport1(53, "UDP"), cport1(53, "TCP"))}}
-	}
 	x.cnp("allow-dns-and-namespace-egress", obj{
 		{"egress", rules(dns, obj{{"toEndpoints", sels(obj{})}})},
 		{"endpointSelector", obj{}},
