@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/schema"
@@ -53,21 +54,22 @@ type cnpContext struct {
 }
 
 // unenforceable reports a construct the datapath cannot enforce: an error,
-// or with --drop-unenforceable a dropped rule. It returns true when the
-// caller must drop the rule.
-func (cp *cnpContext) unenforceable(ruleField, field, what string) bool {
+// or with --drop-unenforceable a dropped rule.
+func (cp *cnpContext) unenforceable(ruleField, field, what string) {
 	if cp.c.opts.DropUnenforceable {
 		cp.dropped = append(cp.dropped, ir.Dropped{Policy: cp.o.Ref(), Field: ruleField, Reason: what + " (" + field + ")", Source: srcAt(cp.o, field)})
-		return true
+		return
 	}
 	cp.c.errorf(cp.o, field, "%s cannot be enforced by Sluice's L3/L4 datapath; remove it, or compile with --drop-unenforceable to drop the whole rule %s (it then allows nothing, never just its L4 part)", what, ruleField)
-	return true
 }
 
 func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 	c, o := cp.c, cp.o
 	before := len(c.diags)
 	p := ir.Policy{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Source: srcAt(o, pfx)}
+	// A host policy is validated in full, then dropped as a whole.
+	hostPolicy := false
+	subject, subjectField := r.EndpointSelector, pfx+".endpointSelector"
 	switch {
 	case r.NodeSelector != nil && r.EndpointSelector != nil:
 		c.errorf(o, pfx+".nodeSelector", "a rule has either endpointSelector or nodeSelector, not both")
@@ -77,13 +79,12 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 			c.errorf(o, pfx+".nodeSelector", "nodeSelector (host policy) is only valid in a CiliumClusterwideNetworkPolicy")
 			return p, false
 		}
-		cp.unenforceable(pfx, pfx+".nodeSelector", "a host policy (nodeSelector)")
-		return p, false
+		hostPolicy, subject, subjectField = true, r.NodeSelector, pfx+".nodeSelector"
 	case r.EndpointSelector == nil:
 		c.errorf(o, pfx, "a rule needs endpointSelector (which pods it applies to); use endpointSelector: {} for every pod")
 		return p, false
 	}
-	sel, ok := c.selector(o, pfx+".endpointSelector", r.EndpointSelector.MatchLabels, r.EndpointSelector.MatchExpressions, ciliumKeys)
+	sel, ok := c.selector(o, subjectField, subject.MatchLabels, subject.MatchExpressions, ciliumKeys)
 	if !ok {
 		return p, false
 	}
@@ -100,71 +101,74 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 		p.IsolateEgress = *v
 	}
 
+	// Every rule is validated; one that holds an unenforceable construct
+	// is then reported, or dropped whole.
+	keep := func(f string, rule ir.Rule, ok bool, why, field string) {
+		if why != "" {
+			if !hostPolicy {
+				cp.unenforceable(f, field, why)
+			}
+			return
+		}
+		if ok {
+			p.Rules = append(p.Rules, rule)
+		}
+	}
 	for i := range r.Ingress {
 		in := &r.Ingress[i]
 		f := fmt.Sprintf("%s.ingress[%d]", pfx, i)
-		if in.Authentication != nil || in.Auth != nil {
-			field := f + ".authentication"
-			if in.Auth != nil {
-				field = f + ".auth"
-			}
-			cp.unenforceable(f, field, "mutual authentication")
-			continue
+		why, field := cp.portRulesUnenforceable(f, in.ToPorts)
+		if in.Authentication != nil {
+			why, field = "mutual authentication", f+".authentication"
+		} else if in.Auth != nil {
+			why, field = "mutual authentication", f+".auth"
 		}
-		if cp.portRulesUnenforceable(f, in.ToPorts) {
-			continue
-		}
-		peers, hasL3, ok := cp.ingressPeers(f, &in.IngressCommonRule)
+		peers, hasL3, pok := cp.ingressPeers(f, &in.IngressCommonRule)
 		p.IngressRequires = append(p.IngressRequires, cp.requires(f+".fromRequires", in.FromRequires)...)
 		ports := cp.ports(f, portLists(in.ToPorts), in.ICMPs)
-		if rule, keep := cp.makeRule(f, ir.Ingress, ir.Allow, peers, hasL3, ok, ports, len(in.ToPorts) > 0 || len(in.ICMPs) > 0); keep {
-			p.Rules = append(p.Rules, rule)
-		}
+		rule, rok := cp.makeRule(f, ir.Ingress, ir.Allow, peers, hasL3, pok, ports, len(in.ToPorts) > 0 || len(in.ICMPs) > 0)
+		keep(f, rule, rok, why, field)
 	}
 	for i := range r.IngressDeny {
 		in := &r.IngressDeny[i]
 		f := fmt.Sprintf("%s.ingressDeny[%d]", pfx, i)
-		peers, hasL3, ok := cp.ingressPeers(f, &in.IngressCommonRule)
+		peers, hasL3, pok := cp.ingressPeers(f, &in.IngressCommonRule)
 		p.IngressDenyRequires = append(p.IngressDenyRequires, cp.requires(f+".fromRequires", in.FromRequires)...)
 		ports := cp.ports(f, denyPortLists(in.ToPorts), in.ICMPs)
-		if rule, keep := cp.makeRule(f, ir.Ingress, ir.Deny, peers, hasL3, ok, ports, len(in.ToPorts) > 0 || len(in.ICMPs) > 0); keep {
-			p.Rules = append(p.Rules, rule)
-		}
+		rule, rok := cp.makeRule(f, ir.Ingress, ir.Deny, peers, hasL3, pok, ports, len(in.ToPorts) > 0 || len(in.ICMPs) > 0)
+		keep(f, rule, rok, "", "")
 	}
 	for i := range r.Egress {
 		eg := &r.Egress[i]
 		f := fmt.Sprintf("%s.egress[%d]", pfx, i)
-		if eg.Authentication != nil || eg.Auth != nil {
-			field := f + ".authentication"
-			if eg.Auth != nil {
-				field = f + ".auth"
-			}
-			cp.unenforceable(f, field, "mutual authentication")
-			continue
+		why, field := cp.portRulesUnenforceable(f, eg.ToPorts)
+		switch {
+		case eg.Authentication != nil:
+			why, field = "mutual authentication", f+".authentication"
+		case eg.Auth != nil:
+			why, field = "mutual authentication", f+".auth"
+		case len(eg.ToFQDNs) > 0:
+			why, field = "toFQDNs (DNS-name peers, enforced through a DNS proxy)", f+".toFQDNs"
 		}
-		if len(eg.ToFQDNs) > 0 {
-			cp.unenforceable(f, f+".toFQDNs", "toFQDNs (DNS-name peers, enforced through a DNS proxy)")
-			continue
-		}
-		if cp.portRulesUnenforceable(f, eg.ToPorts) {
-			continue
-		}
-		peers, hasL3, ok := cp.egressPeers(f, &eg.EgressCommonRule)
+		peers, hasL3, pok := cp.egressPeers(f, &eg.EgressCommonRule)
+		hasL3 = hasL3 || eg.ToFQDNs != nil
 		p.EgressRequires = append(p.EgressRequires, cp.requires(f+".toRequires", eg.ToRequires)...)
 		ports := cp.ports(f, portLists(eg.ToPorts), eg.ICMPs)
-		if rule, keep := cp.makeRule(f, ir.Egress, ir.Allow, peers, hasL3, ok, ports, len(eg.ToPorts) > 0 || len(eg.ICMPs) > 0); keep {
-			p.Rules = append(p.Rules, rule)
-		}
+		rule, rok := cp.makeRule(f, ir.Egress, ir.Allow, peers, hasL3, pok, ports, len(eg.ToPorts) > 0 || len(eg.ICMPs) > 0)
+		keep(f, rule, rok, why, field)
 	}
 	for i := range r.EgressDeny {
 		eg := &r.EgressDeny[i]
 		f := fmt.Sprintf("%s.egressDeny[%d]", pfx, i)
-		peers, hasL3, ok := cp.egressPeers(f, &eg.EgressCommonRule)
+		peers, hasL3, pok := cp.egressPeers(f, &eg.EgressCommonRule)
 		p.EgressDenyRequires = append(p.EgressDenyRequires, cp.requires(f+".toRequires", eg.ToRequires)...)
 		ports := cp.ports(f, denyPortLists(eg.ToPorts), eg.ICMPs)
-		if rule, keep := cp.makeRule(f, ir.Egress, ir.Deny, peers, hasL3, ok, ports, len(eg.ToPorts) > 0 || len(eg.ICMPs) > 0); keep {
-			p.Rules = append(p.Rules, rule)
-		}
+		rule, rok := cp.makeRule(f, ir.Egress, ir.Deny, peers, hasL3, pok, ports, len(eg.ToPorts) > 0 || len(eg.ICMPs) > 0)
+		keep(f, rule, rok, "", "")
+	}
+	if hostPolicy {
+		cp.unenforceable(pfx, pfx+".nodeSelector", "a host policy (nodeSelector)")
+		return p, false
 	}
 	return p, len(c.diags) == before
 }
@@ -189,7 +193,9 @@ func (cp *cnpContext) makeRule(f string, dir ir.Direction, act ir.Action, peers 
 	return ir.Rule{Direction: dir, Action: act, Field: f, Peers: peers, Ports: ports, Source: srcAt(cp.o, f)}, true
 }
 
-func (cp *cnpContext) portRulesUnenforceable(f string, prs []schema.PortRule) bool {
+// portRulesUnenforceable names the first construct of a rule's toPorts
+// that needs a proxy, and its field; "" when there is none.
+func (cp *cnpContext) portRulesUnenforceable(f string, prs []schema.PortRule) (why, field string) {
 	for j := range prs {
 		pr := &prs[j]
 		pf := fmt.Sprintf("%s.toPorts[%d]", f, j)
@@ -204,18 +210,18 @@ func (cp *cnpContext) portRulesUnenforceable(f string, prs []schema.PortRule) bo
 			case pr.Rules.DNS != nil:
 				kind = "DNS"
 			}
-			return cp.unenforceable(f, pf+".rules", kind+" rules (enforced by Cilium's L7 proxy)")
+			return kind + " rules (enforced by Cilium's L7 proxy)", pf + ".rules"
 		case pr.Listener != nil:
-			return cp.unenforceable(f, pf+".listener", "an Envoy listener redirect")
+			return "an Envoy listener redirect", pf + ".listener"
 		case pr.ServerNames != nil:
-			return cp.unenforceable(f, pf+".serverNames", "serverNames (TLS SNI matching)")
+			return "serverNames (TLS SNI matching)", pf + ".serverNames"
 		case pr.TerminatingTLS != nil:
-			return cp.unenforceable(f, pf+".terminatingTLS", "TLS termination")
+			return "TLS termination", pf + ".terminatingTLS"
 		case pr.OriginatingTLS != nil:
-			return cp.unenforceable(f, pf+".originatingTLS", "TLS origination")
+			return "TLS origination", pf + ".originatingTLS"
 		}
 	}
-	return false
+	return "", ""
 }
 
 func (cp *cnpContext) scoped(sel ir.Selector, raw *schema.EndpointSelector) ir.Selector {
@@ -429,9 +435,7 @@ func (cp *cnpContext) servicePeers(f string, svcs []schema.Service) ([]ir.Peer, 
 				return (ns == "" || o.Namespace == ns) && sel.Matches(svc.Labels)
 			}
 		default:
-			cp.c.errorf(cp.o, sf, "a toServices entry needs k8sService or k8sServiceSelector")
-			ok = false
-			continue
+			continue // Cilium: an empty entry selects no service
 		}
 		for _, so := range cp.c.serviceObjs {
 			svc := so.Obj.(*corev1.Service)
@@ -507,8 +511,16 @@ func (cp *cnpContext) ports(f string, lists []portList, icmps []schema.ICMPRule)
 			case "SCTP":
 				protos = []ir.Proto{ir.ProtoSCTP}
 			default:
-				c.errorf(o, pf+".protocol", "unknown protocol %q; accepted: TCP, UDP, SCTP, ANY (use icmps for ICMP)", pp.Protocol)
-				continue
+				ext, found := extendedProtocols[strings.ToUpper(pp.Protocol)]
+				if !found {
+					c.errorf(o, pf+".protocol", "unknown protocol %q; accepted: TCP, UDP, SCTP, ANY, and without ports VRRP, IGMP, GRE, IPIP, ESP, AH (use icmps for ICMP)", pp.Protocol)
+					continue
+				}
+				if pp.Port != "" && pp.Port != "0" {
+					c.errorf(o, pf+".port", "protocol %s has no ports; leave port out or set it to 0", pp.Protocol)
+					continue
+				}
+				protos = []ir.Proto{ext}
 			}
 			if pp.Protocol != strings.ToUpper(pp.Protocol) {
 				c.errorf(o, pf+".protocol", "protocol %q must be upper case: %s", pp.Protocol, strings.ToUpper(pp.Protocol))
@@ -532,8 +544,10 @@ func (cp *cnpContext) ports(f string, lists []portList, icmps []schema.ICMPRule)
 					port.EndPort = uint16(pp.EndPort)
 				}
 			default:
+				// Cilium matches port names case-insensitively.
 				name := strings.ToLower(pp.Port)
-				if !c.portName(o, pf+".port", name) {
+				if errs := validation.IsValidPortName(name); len(errs) > 0 {
+					c.errorf(o, pf+".port", "invalid port %q: expected 0 (all ports), a number 1-65535 or a port name (%s)", pp.Port, strings.Join(errs, "; "))
 					continue
 				}
 				port.Name, port.Port, port.EndPort = name, 0, 0
@@ -571,6 +585,10 @@ func (cp *cnpContext) ports(f string, lists []portList, icmps []schema.ICMPRule)
 	}
 	return out
 }
+
+// extendedProtocols are the IP protocols without ports that Cilium
+// accepts in toPorts (with enable-extended-ip-protocols).
+var extendedProtocols = map[string]ir.Proto{"VRRP": 112, "IGMP": 2, "GRE": 47, "IPIP": 4, "ESP": 50, "AH": 51}
 
 func familyName(p ir.Proto) string {
 	if p == ir.ProtoICMPv6 {

@@ -411,7 +411,15 @@ func (np *nodePlan) emitVerdicts(policy, cls uint32, dir ir.Direction, rules []*
 		k.Bits = policyFixedBits
 		np.policy = append(np.policy, policyEntry{k, background})
 	}
-	for _, proto := range protoDims {
+	protos := append([]ir.Proto(nil), protoDims...)
+	for _, r := range rules {
+		for _, pt := range r.Ports {
+			if pt.Proto != ir.ProtoAny && !slices.Contains(protos, pt.Proto) {
+				protos = append(protos, pt.Proto)
+			}
+		}
+	}
+	for _, proto := range protos {
 		// Breakpoints of every range that concerns this protocol.
 		cuts := []uint32{0, 65536}
 		per := make([][]portRange, len(rules))

@@ -259,7 +259,8 @@ const (
 	ProtoSCTP   Proto = 132
 )
 
-var protoNames = map[Proto]string{ProtoAny: "ANY", ProtoICMP: "ICMP", ProtoTCP: "TCP", ProtoUDP: "UDP", ProtoICMPv6: "ICMPv6", ProtoSCTP: "SCTP"}
+var protoNames = map[Proto]string{ProtoAny: "ANY", ProtoICMP: "ICMP", ProtoTCP: "TCP", ProtoUDP: "UDP", ProtoICMPv6: "ICMPv6", ProtoSCTP: "SCTP",
+	2: "IGMP", 4: "IPIP", 47: "GRE", 50: "ESP", 51: "AH", 112: "VRRP"}
 
 func (p Proto) String() string {
 	if n, ok := protoNames[p]; ok {

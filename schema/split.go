@@ -25,11 +25,15 @@ type chunk struct {
 // happening) is handled by the caller, which parses every document of every
 // chunk.
 //
-// UTF-16 and UTF-32 input (recognised by its byte order mark) is not split:
-// its line breaks are not single bytes.
+// Input whose line breaks are not all "\n" or "\r\n" is not split: UTF-16
+// and UTF-32 (recognised by a byte order mark or leading zero bytes), and
+// input with a lone "\r", which YAML also takes as a line break.
 func splitDocuments(data []byte) []chunk {
 	if len(data) >= 2 && (data[0] == 0xFE && data[1] == 0xFF || data[0] == 0xFF && data[1] == 0xFE) ||
-		len(data) >= 4 && data[0] == 0 && data[1] == 0 {
+		len(data) >= 4 && data[0] == 0 && data[1] == 0 || hasLoneCR(data) {
+		if len(data) == 0 {
+			return nil
+		}
 		return []chunk{{0, len(data), 0}}
 	}
 	var chunks []chunk
@@ -96,4 +100,18 @@ func isBlank(line []byte) bool {
 	}
 	line = bytes.TrimLeft(line, " \t\r\n")
 	return len(line) == 0 || line[0] == '#'
+}
+
+func hasLoneCR(data []byte) bool {
+	for i := bytes.IndexByte(data, '\r'); i >= 0; {
+		if i+1 == len(data) || data[i+1] != '\n' {
+			return true
+		}
+		next := bytes.IndexByte(data[i+1:], '\r')
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
 }
