@@ -34,6 +34,10 @@ func testParams() map[string]Params {
 		"odd":       {Seed: 7, Nodes: 3, Namespaces: 5, Pods: 40, Services: 9, Endpoints: 70, NetworkPolicies: 13, CiliumPolicies: 4},
 		"few-pods":  {Seed: 3, Nodes: 12, Namespaces: 40, Pods: 30, Services: 25, Endpoints: 60, NetworkPolicies: 100, CiliumPolicies: 60},
 		"many-svcs": {Seed: 4, Nodes: 5, Namespaces: 8, Pods: 200, Services: 300, Endpoints: 900, NetworkPolicies: 3, CiliumPolicies: 0},
+		// More pods per node than a /22 holds.
+		"dense-nodes": {Seed: 5, Nodes: 2, Namespaces: 4, Pods: 3000, Services: 50, Endpoints: 3600, NetworkPolicies: 10, CiliumPolicies: 10},
+		// Most namespaces empty.
+		"empty-namespaces": {Seed: 6, Nodes: 5, Namespaces: 400, Pods: 100, Services: 20, Endpoints: 50, NetworkPolicies: 10, CiliumPolicies: 100},
 	}
 }
 
@@ -149,6 +153,9 @@ func load(t *testing.T, dir string) *parsed {
 	var c parsed
 	for name, b := range readDir(t, dir) {
 		s := string(b)
+		if s == "" {
+			continue // a namespace with nothing in it
+		}
 		if !strings.HasPrefix(s, "---\n") {
 			t.Fatalf("%s does not start with a document separator", name)
 		}
@@ -244,62 +251,70 @@ func load(t *testing.T, dir string) *parsed {
 	return &c
 }
 
-func TestCountsAndParse(t *testing.T) {
+// TestClusters generates each test shape and checks what was written: counts,
+// addresses, and Services against their EndpointSlices.
+func TestClusters(t *testing.T) {
 	for name, p := range testParams() {
 		t.Run(name, func(t *testing.T) {
 			dir, st := generate(t, p)
 			c := load(t, dir)
-
-			endpoints := 0
-			for _, s := range c.slices {
-				endpoints += len(s.Endpoints)
-			}
-			files := readDir(t, dir)
-			var bytes int64
-			for _, b := range files {
-				bytes += int64(len(b))
-			}
-			written := Stats{
-				Files:                            len(files),
-				Bytes:                            bytes,
-				Nodes:                            len(c.nodes),
-				Namespaces:                       len(c.namespaces),
-				Deployments:                      len(c.deployments),
-				StatefulSets:                     len(c.statefulSets),
-				DaemonSets:                       len(c.daemonSets),
-				Pods:                             len(c.pods),
-				Services:                         len(c.services),
-				EndpointSlices:                   len(c.slices),
-				Endpoints:                        endpoints,
-				NetworkPolicies:                  len(c.netpols),
-				CiliumNetworkPolicies:            len(c.cnps),
-				CiliumClusterwideNetworkPolicies: len(c.ccnps),
-			}
-			if d := cmp.Diff(written, st); d != "" {
-				t.Errorf("Stats do not describe the files (-files +stats):\n%s", d)
-			}
-			if st.Files != st.Namespaces+2 {
-				t.Errorf("%d files for %d namespaces, want one per namespace plus nodes.yaml and cluster.yaml", st.Files, st.Namespaces)
-			}
-
-			want := map[string]int{
-				"Nodes": p.Nodes, "Namespaces": p.Namespaces, "Pods": p.Pods, "Services": p.Services,
-				"NetworkPolicies": p.NetworkPolicies, "CiliumPolicies": p.CiliumPolicies,
-			}
-			got := map[string]int{
-				"Nodes": st.Nodes, "Namespaces": st.Namespaces, "Pods": st.Pods, "Services": st.Services,
-				"NetworkPolicies": st.NetworkPolicies, "CiliumPolicies": st.CiliumPolicies(),
-			}
-			if d := cmp.Diff(want, got); d != "" {
-				t.Errorf("counts (-params +written):\n%s", d)
-			}
-			// Endpoints are exact when the shape allows; allow 2% else.
-			if d := abs(st.Endpoints - p.Endpoints); d*50 > p.Endpoints {
-				t.Errorf("endpoints = %d, want %d (±2%%)", st.Endpoints, p.Endpoints)
-			} else if d != 0 {
-				t.Logf("endpoints = %d, want %d", st.Endpoints, p.Endpoints)
-			}
+			checkCounts(t, p, st, dir, c)
+			checkAddresses(t, c)
+			checkEndpoints(t, c)
 		})
+	}
+}
+
+func checkCounts(t *testing.T, p Params, st Stats, dir string, c *parsed) {
+	t.Helper()
+	endpoints := 0
+	for _, s := range c.slices {
+		endpoints += len(s.Endpoints)
+	}
+	files := readDir(t, dir)
+	var bytes int64
+	for _, b := range files {
+		bytes += int64(len(b))
+	}
+	written := Stats{
+		Files:                            len(files),
+		Bytes:                            bytes,
+		Nodes:                            len(c.nodes),
+		Namespaces:                       len(c.namespaces),
+		Deployments:                      len(c.deployments),
+		StatefulSets:                     len(c.statefulSets),
+		DaemonSets:                       len(c.daemonSets),
+		Pods:                             len(c.pods),
+		Services:                         len(c.services),
+		EndpointSlices:                   len(c.slices),
+		Endpoints:                        endpoints,
+		NetworkPolicies:                  len(c.netpols),
+		CiliumNetworkPolicies:            len(c.cnps),
+		CiliumClusterwideNetworkPolicies: len(c.ccnps),
+	}
+	if d := cmp.Diff(written, st); d != "" {
+		t.Errorf("Stats do not describe the files (-files +stats):\n%s", d)
+	}
+	if st.Files != st.Namespaces+2 {
+		t.Errorf("%d files for %d namespaces, want one per namespace plus nodes.yaml and cluster.yaml", st.Files, st.Namespaces)
+	}
+
+	want := map[string]int{
+		"Nodes": p.Nodes, "Namespaces": p.Namespaces, "Pods": p.Pods, "Services": p.Services,
+		"NetworkPolicies": p.NetworkPolicies, "CiliumPolicies": p.CiliumPolicies,
+	}
+	got := map[string]int{
+		"Nodes": st.Nodes, "Namespaces": st.Namespaces, "Pods": st.Pods, "Services": st.Services,
+		"NetworkPolicies": st.NetworkPolicies, "CiliumPolicies": st.CiliumPolicies(),
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("counts (-params +written):\n%s", d)
+	}
+	// Endpoints are exact when the shape allows; allow 2% else.
+	if d := abs(st.Endpoints - p.Endpoints); d*50 > p.Endpoints {
+		t.Errorf("endpoints = %d, want %d (±2%%)", st.Endpoints, p.Endpoints)
+	} else if d != 0 {
+		t.Logf("endpoints = %d, want %d", st.Endpoints, p.Endpoints)
 	}
 }
 
@@ -313,16 +328,6 @@ func TestFullShapeEndpointsExact(t *testing.T) {
 		if st := c.stats(); st.Endpoints != p.Endpoints {
 			t.Errorf("Scale(%v): endpoints = %d, want exactly %d", f, st.Endpoints, p.Endpoints)
 		}
-	}
-}
-
-func TestAddresses(t *testing.T) {
-	for name, p := range testParams() {
-		t.Run(name, func(t *testing.T) {
-			dir, _ := generate(t, p)
-			c := load(t, dir)
-			checkAddresses(t, c)
-		})
 	}
 }
 
@@ -437,17 +442,8 @@ func checkAddresses(t *testing.T, c *parsed) {
 	}
 }
 
-// TestServiceEndpoints checks that EndpointSlices hold exactly what the
-// Service selects, as the EndpointSlice controller would write them.
-func TestServiceEndpoints(t *testing.T) {
-	for name, p := range testParams() {
-		t.Run(name, func(t *testing.T) {
-			dir, _ := generate(t, p)
-			checkEndpoints(t, load(t, dir))
-		})
-	}
-}
-
+// checkEndpoints checks that EndpointSlices hold exactly what the Service
+// selects, as the EndpointSlice controller would write them.
 func checkEndpoints(t *testing.T, c *parsed) {
 	t.Helper()
 	podsByNS := map[string][]corev1.Pod{}
