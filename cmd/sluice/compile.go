@@ -74,7 +74,12 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.IntVar(&sizes.Services, "map-size-services", sizes.Services, "max entries of the services maps")
 	fs.IntVar(&sizes.Backends, "map-size-backends", sizes.Backends, "max entries of the backends map")
 	fs.IntVar(&sizes.RevNat, "map-size-revnat", sizes.RevNat, "max entries of the reverse-NAT map")
-	if err := fs.Parse(args); err != nil {
+	args, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "sluice compile: unexpected argument %q; give manifests with -f PATH\n", args[0])
 		return 2
 	}
 	if *out == "" {

@@ -17,14 +17,15 @@ func cmdDump(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	only := fs.String("map", "", "print only this map: "+strings.Join(dumpOrder, ", "))
-	if err := fs.Parse(args); err != nil {
+	args, err := parse(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(args) != 1 {
 		fmt.Fprintln(stderr, "sluice dump: give one artifact directory (a compile output, or one node's subdirectory)")
 		return 2
 	}
-	arts, err := loader.ReadOutput(fs.Arg(0))
+	arts, err := loader.ReadOutput(args[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice dump: %v\n", err)
 		return 1

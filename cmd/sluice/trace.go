@@ -20,7 +20,12 @@ func cmdTrace(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&ports, "port", "PORT/PROTO, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable with --matrix; default 80/TCP)")
 	matrix := fs.Bool("matrix", false, "evaluate every ordered pair of pods")
 	output := fs.String("o", "", "output: text or json (single query); tsv, table or json (--matrix)")
-	if err := fs.Parse(args); err != nil {
+	args, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "sluice trace: unexpected argument %q; give manifests with -f PATH\n", args[0])
 		return 2
 	}
 	if len(ports) == 0 {

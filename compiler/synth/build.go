@@ -77,13 +77,13 @@ func build(p Params) (*cluster, error) {
 	if platform {
 		c.monitoring = c.newNamespace(g, "monitoring", platformTeam, "prod")
 		c.ingress = c.newNamespace(g, "ingress-nginx", platformTeam, "prod")
-		c.logging = c.newNamespace(g, "logging", platformTeam, "prod")
+		logging := c.newNamespace(g, "logging", platformTeam, "prod")
 		c.addApp(g, c.monitoring, archPrometheus, "prometheus", false)
 		c.addApp(g, c.ingress, archIngress, "ingress-nginx", false)
 		platformPods += archPrometheus.replicas[0] + archIngress.replicas[0]
 		if daemonSets {
 			c.addApp(g, c.monitoring, archNodeExporter, "node-exporter", false)
-			c.addApp(g, c.logging, archFluentBit, "fluent-bit", false)
+			c.addApp(g, logging, archFluentBit, "fluent-bit", false)
 			platformPods += 2 * p.Nodes
 		}
 		nsApp -= 3
@@ -171,15 +171,15 @@ func build(p Params) (*cluster, error) {
 func (c *cluster) newNamespace(g *gen, name, team, env string) *namespace {
 	ns := &namespace{name: name, uid: g.uid(), team: team, env: env, names: map[string]bool{}}
 	switch {
-	case env == "prod" && team != platformTeam && g.pct(50):
+	case team == "":
+	case team == platformTeam:
+		ns.tier = "critical"
+	case env == "prod" && g.pct(50):
 		ns.tier = "critical"
 	case env == "dev":
 		ns.tier = "sandbox"
-	case team != "":
+	default:
 		ns.tier = "standard"
-	}
-	if team == platformTeam {
-		ns.tier = "critical"
 	}
 	c.namespaces = append(c.namespaces, ns)
 	return ns
@@ -331,7 +331,6 @@ func (c *cluster) systemServices(g *gen, kubeSystem, dflt *namespace, dns *app) 
 	d := &service{
 		name:      "kube-dns",
 		uid:       g.uid(),
-		app:       dns,
 		labels:    pairs("k8s-app", "kube-dns", "kubernetes.io/cluster-service", "true", "kubernetes.io/name", "CoreDNS"),
 		selector:  pairs("k8s-app", "kube-dns"),
 		clusterIP: kubeDNSIP,
@@ -344,7 +343,6 @@ func (c *cluster) systemServices(g *gen, kubeSystem, dflt *namespace, dns *app) 
 	}
 	kubeSystem.take("service", d.name)
 	kubeSystem.services = append(kubeSystem.services, d)
-	dns.services = append(dns.services, d)
 }
 
 // ipam hands out unique ClusterIPs and NodePorts at random, as the API
@@ -477,10 +475,8 @@ func (c *cluster) addService(g *gen, m *ipam, ap *app, kind string) bool {
 	s := &service{
 		name:     name,
 		uid:      g.uid(),
-		app:      ap,
 		labels:   pairs("app", ap.name),
 		selector: selector,
-		headless: headless,
 		nodePort: nodePort && len(m.nodePorts)+len(portNames) <= nodePortBudget,
 		targets:  targets,
 	}
@@ -503,7 +499,6 @@ func (c *cluster) addService(g *gen, m *ipam, ap *app, kind string) bool {
 		s.ports = append(s.ports, sp)
 	}
 	ns.services = append(ns.services, s)
-	ap.services = append(ap.services, s)
 	return true
 }
 

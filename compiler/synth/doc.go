@@ -11,7 +11,8 @@
 //	                  CiliumNetworkPolicies, in that order
 //
 // Every document starts with a "---" line, so a reader can split files and
-// documents and parse them in parallel.
+// documents and parse them in parallel. The file of a namespace with nothing
+// in it is empty.
 //
 // Invariants (tested):
 //   - The same Params, Seed included, give byte-identical files. All choices

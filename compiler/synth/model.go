@@ -17,8 +17,9 @@ type cluster struct {
 	ccnps      []obj
 	teams      []string
 
-	// Platform namespaces; nil in clusters too small to have them.
-	monitoring, ingress, logging *namespace
+	// Platform namespaces that policies refer to; nil in clusters too small
+	// to have them.
+	monitoring, ingress *namespace
 
 	podPrefixLen int
 }
@@ -29,7 +30,7 @@ type node struct {
 	controlPlane bool
 	ip           netip.Addr
 	cidr         netip.Prefix
-	pods         int // pods placed on the node; the next pod's host offset is pods+2
+	pods         int // pods given an address so far; the next gets host offset pods+2
 }
 
 type namespace struct {
@@ -163,7 +164,6 @@ type app struct {
 	arch      *archetype
 	ns        *namespace
 	workloads []*workload // the primary workload first, then a canary
-	services  []*service
 }
 
 func (a *app) hasCanary() bool { return len(a.workloads) > 1 }
@@ -206,12 +206,10 @@ type pod struct {
 
 type service struct {
 	name, uid string
-	app       *app // nil for kubernetes
 	labels    obj
 	selector  obj // nil: no selector
 	nodePort  bool
-	headless  bool
-	clusterIP string
+	clusterIP string // "None" when headless
 	ports     []svcPort
 	targets   []*workload
 	slices    []*slice

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func copySeed(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, _ := filepath.Glob("../../examples/seed/*.yaml")
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644)
+	}
+	if extra != "" {
+		os.WriteFile(filepath.Join(dir, "zz-extra.yaml"), []byte(extra), 0o644)
+	}
+	return dir
+}
+
+func TestDiff(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
+		t.Fatal(errs)
+	}
+	if stdout, errs, rc := sluice(t, "", "diff", out, "../../examples/seed"); rc != 0 {
+		t.Fatalf("diff of the same input: rc %d, want 0\n%s%s", rc, stdout, errs)
+	}
+	changed := copySeed(t, `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: open-backend, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {role: backend}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: tools}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+`)
+	stdout, errs, rc := sluice(t, "", "diff", out, changed)
+	if rc != 1 {
+		t.Fatalf("diff with a new policy: rc %d, want 1\n%s", rc, errs)
+	}
+	for _, want := range []string{
+		"+ CiliumNetworkPolicy default/open-backend",
+		"+ default/client -> default/backend 80/TCP: now allowed by CiliumNetworkPolicy default/open-backend spec.ingress[0]",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, stdout)
+		}
+	}
+	stdout, _, rc = sluice(t, "", "diff", "-o", "json", out, changed)
+	var res struct {
+		Changes []struct{ Section, Op string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || rc != 1 || len(res.Changes) == 0 {
+		t.Fatalf("diff -o json: rc %d, err %v, %d changes", rc, err, len(res.Changes))
+	}
+	if _, _, rc := sluice(t, "", "diff", out, "/nonexistent"); rc != 2 {
+		t.Errorf("diff with a missing side: rc %d, want 2", rc)
+	}
+}
+
+func TestTrace(t *testing.T) {
+	stdout, errs, rc := sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/client", "--to", "default/backend", "--port", "80/TCP", "-o", "json")
+	if rc != 0 {
+		t.Fatal(errs)
+	}
+	var d struct {
+		Verdict string
+		Ingress struct{ Reason string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Verdict != "deny" || d.Ingress.Reason != "isolated and no rule allows it" {
+		t.Errorf("client -> backend: %+v", d)
+	}
+	stdout, _, _ = sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/frontend", "--to", "default/backend", "--port", "80/TCP")
+	if !strings.Contains(stdout, "ALLOW") || !strings.Contains(stdout, "CiliumNetworkPolicy default/l3-rule spec.ingress[0] (../../examples/seed/policies.yaml:12:5)") {
+		t.Errorf("frontend -> backend:\n%s", stdout)
+	}
+	stdout, _, _ = sluice(t, "", "trace", "-f", "../../examples/seed", "--matrix", "--port", "80/TCP", "-o", "tsv")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 64 {
+		t.Errorf("matrix of 8 pods: %d lines, want 64", len(lines))
+	}
+	if !strings.Contains(stdout, "default/frontend\tdefault/backend\t80\tTCP\tallow\n") || !strings.Contains(stdout, "default/client\tdefault/backend\t80\tTCP\tdeny\n") {
+		t.Errorf("matrix:\n%s", stdout)
+	}
+	if _, errs, rc := sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/nope", "--to", "default/backend"); rc != 2 || !strings.Contains(errs, "no pod default/nope") {
+		t.Errorf("unknown pod: rc %d, %s", rc, errs)
+	}
+}
+
+// A failed compile writes nothing and leaves an existing output as it was.
+func TestCompileErrorLeavesOutput(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
+		t.Fatal(errs)
+	}
+	before := readTree(t, out)
+	bad := copySeed(t, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: default}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 99999}]\n")
+	_, errs, rc := sluice(t, "", "compile", "-f", bad, "-o", out)
+	if rc != 1 || !strings.Contains(errs, "zz-extra.yaml:7:20: spec.ingress[0].ports[0].port: port 99999 out of range") || !strings.Contains(errs, "nothing was written") {
+		t.Fatalf("rc %d, errors:\n%s", rc, errs)
+	}
+	after := readTree(t, out)
+	if len(before) != len(after) {
+		t.Fatalf("output changed: %d files before, %d after", len(before), len(after))
+	}
+	for k, v := range before {
+		if string(after[k]) != string(v) {
+			t.Fatalf("%s changed after a failed compile", k)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(out))
+	if len(entries) != 1 {
+		t.Errorf("leftovers beside the output: %v", entries)
+	}
+}
+
+// Recompiling over an existing output replaces it whole.
+func TestCompileReplacesOutput(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	for i := 0; i < 2; i++ {
+		if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
+			t.Fatal(errs)
+		}
+	}
+	os.MkdirAll(filepath.Join(out, "stale-node"), 0o755)
+	if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
+		t.Fatal(errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "stale-node")); err == nil {
+		t.Error("a directory of the previous output survived the swap")
+	}
+	stdout, errs, rc := sluice(t, "", "dump", filepath.Join(out, "worker-2"), "--map", "policy")
+	if rc != 0 || !strings.Contains(stdout, "CiliumNetworkPolicy default/l3-rule spec.ingress[0]") {
+		t.Errorf("dump: rc %d %s\n%s", rc, errs, stdout)
+	}
+}
