@@ -39,6 +39,10 @@ type Options struct {
 	Sizes MapSizes
 	// InputDigest is the sha256 of the inputs, recorded in manifests.
 	InputDigest string
+	// Sink, when set, receives each node's artifact as soon as it is
+	// built (from several goroutines); Build then keeps only its Stats,
+	// so that memory does not grow with the number of nodes.
+	Sink func(*Artifact) error
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -75,6 +79,7 @@ type NodeStats struct {
 	Classes     int            `json:"classes"`
 	Entries     map[string]int `json:"entries"`
 	PolicyBytes int            `json:"policyBytes"`
+	bytes       int            // of files already handed to a Sink
 }
 
 // Stats summarises a build.
@@ -139,6 +144,8 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	// Nodes are independent: lower them in parallel, in a fixed order of
 	// results.
 	var wg sync.WaitGroup
+	var sinkErr error
+	var errOnce sync.Once
 	work := make(chan int)
 	workers := runtime.GOMAXPROCS(0)
 	for w := 0; w < workers; w++ {
@@ -146,7 +153,19 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out.Artifacts[i] = p.nodeArtifact(p.nodes[i], lbs, shared, opts)
+				a := p.nodeArtifact(p.nodes[i], lbs, shared, opts)
+				if opts.Sink != nil {
+					if err := opts.Sink(a); err != nil {
+						errOnce.Do(func() { sinkErr = err })
+					}
+					for _, f := range a.Files {
+						if !f.Shared {
+							a.Stats.bytes += len(f.Data)
+						}
+					}
+					a.Files = nil
+				}
+				out.Artifacts[i] = a
 			}
 		}()
 	}
@@ -155,6 +174,9 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	}
 	close(work)
 	wg.Wait()
+	if sinkErr != nil {
+		return nil, sinkErr
+	}
 
 	st := Stats{Nodes: len(p.nodes), Identities: len(c.Identities), Policies: len(c.Policies), Rules: len(p.rules),
 		Services: len(c.Services), Frontends: lbs.frontends, Backends: len(lbs.backends), Regions: len(p.regions), Entries: map[string]int{}}
@@ -189,6 +211,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		if ns.PolicyBytes > st.PolicyBytesMaxNode {
 			st.PolicyBytesMaxNode = ns.PolicyBytes
 		}
+		st.TotalBytes += a.Stats.bytes
 		for _, f := range a.Files {
 			if !f.Shared {
 				st.TotalBytes += len(f.Data)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -83,6 +84,17 @@ func labelsString(l map[string]string) string {
 		parts = append(parts, "k8s:"+k+"="+l[k])
 	}
 	return strings.Join(parts, " ")
+}
+
+// idLabelString renders an identity's labels, computed once per identity.
+func (p *plan) idLabelString(id uint32) string {
+	p.labelOnce.Do(func() {
+		p.labelStr = make(map[uint32]string, len(p.c.Identities))
+		for _, id := range p.c.Identities {
+			p.labelStr[id.ID] = labelsString(id.Labels)
+		}
+	})
+	return p.labelStr[id]
 }
 
 func (p *plan) dumpIdentities() []byte {
@@ -187,10 +199,6 @@ func dumpRevNat(rs []revnatEntry) []byte {
 func (np *nodePlan) classMembers(c *class) []string {
 	p := np.p
 	var out []string
-	idLabels := map[uint32]map[string]string{}
-	for _, id := range p.c.Identities {
-		idLabels[id.ID] = id.Labels
-	}
 	for _, k := range c.keys {
 		key := p.keys[k].key
 		var who string
@@ -204,7 +212,7 @@ func (np *nodePlan) classMembers(c *class) []string {
 		case key.Identity == ir.IdentityKubeAPIServer:
 			who = "kube-apiserver"
 		default:
-			who = labelsString(idLabels[key.Identity])
+			who = p.idLabelString(key.Identity)
 		}
 		out = append(out, fmt.Sprintf("identity=%d region=%d %s", key.Identity, key.Region, who))
 	}
@@ -252,51 +260,82 @@ func portString(k PolicyKey) string {
 	return fmt.Sprintf("%d-%d/%s", lo, hi, proto)
 }
 
+// pad appends s and spaces up to width (at least two).
+func pad(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := len(s); n < width || n < len(s)+2; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// ruleText renders a rule reference once per rule.
+func (p *plan) ruleText(id uint32) string {
+	p.ruleOnce.Do(func() {
+		p.ruleStr = make([]string, len(p.rules)+1)
+		p.ruleStr[0] = "0 (own node)"
+		for i, ri := range p.rules {
+			p.ruleStr[i+1] = strconv.Itoa(i+1) + " " + ri.policy.Ref() + " " + ri.rule.Field
+		}
+	})
+	return p.ruleStr[id]
+}
+
+// dumpPolicy prints each policy number's entries, like cilium bpf policy
+// get. It is the largest dump, so it is built with appends, not fmt.
 func (np *nodePlan) dumpPolicy() []byte {
 	p := np.p
-	byPolicy := map[uint32][]policyEntry{}
-	for _, e := range np.policy {
-		byPolicy[e.key.Policy] = append(byPolicy[e.key.Policy], e)
-	}
-	var b bytes.Buffer
+	b := make([]byte, 0, 96*len(np.policy)+256*len(np.groups))
+	i := 0
 	for _, g := range np.groups {
-		var names []string
+		b = append(b, "POLICY "...)
+		b = strconv.AppendUint(b, uint64(g.id), 10)
+		b = append(b, "  identity="...)
+		b = strconv.AppendUint(b, uint64(g.identity), 10)
+		b = append(b, "  endpoints:"...)
 		for _, e := range g.endpoints {
-			names = append(names, e.Key())
+			b = append(b, ' ')
+			b = append(b, e.Key()...)
 		}
-		enf := func(on bool) string {
-			if on {
-				return "enforced (default deny)"
-			}
-			return "not enforced (default allow)"
+		b = append(b, "\n  ingress: "...)
+		b = append(b, enforcement(g.enforced[0])...)
+		b = append(b, "; egress: "...)
+		b = append(b, enforcement(g.enforced[1])...)
+		b = append(b, "\n  VERDICT  DIRECTION  CLASS       PORT/PROTO          RULE\n"...)
+		for ; i < len(np.policy) && np.policy[i].key.Policy < g.id; i++ {
 		}
-		fmt.Fprintf(&b, "POLICY %d  identity=%d  endpoints: %s\n  ingress: %s; egress: %s\n", g.id, g.identity, strings.Join(names, " "), enf(g.enforced[0]), enf(g.enforced[1]))
-		b.Write(table(func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "  VERDICT\tDIRECTION\tCLASS\tPORT/PROTO\tRULE")
-			for _, e := range byPolicy[g.id] {
-				verdict := "Allow"
-				if e.val.Action == ActionDeny {
-					verdict = "Deny"
-				}
-				dir := "Ingress"
-				if e.key.Dir == DirEgress {
-					dir = "Egress"
-				}
-				cls := fmt.Sprint(e.key.Class)
-				if e.key.Class == ClassAny {
-					cls = "any"
-				}
-				rule := "0 (own node)"
-				if e.val.Rule > 0 {
-					ri := p.rules[e.val.Rule-1]
-					rule = fmt.Sprintf("%d %s %s", e.val.Rule, ri.policy.Ref(), ri.rule.Field)
-				}
-				fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", verdict, dir, cls, portString(e.key), rule)
+		for ; i < len(np.policy) && np.policy[i].key.Policy == g.id; i++ {
+			e := np.policy[i]
+			b = append(b, "  "...)
+			if e.val.Action == ActionDeny {
+				b = pad(b, "Deny", 9)
+			} else {
+				b = pad(b, "Allow", 9)
 			}
-		}))
-		b.WriteByte('\n')
+			if e.key.Dir == DirEgress {
+				b = pad(b, "Egress", 11)
+			} else {
+				b = pad(b, "Ingress", 11)
+			}
+			if e.key.Class == ClassAny {
+				b = pad(b, "any", 12)
+			} else {
+				b = pad(b, strconv.FormatUint(uint64(e.key.Class), 10), 12)
+			}
+			b = pad(b, portString(e.key), 20)
+			b = append(b, p.ruleText(e.val.Rule)...)
+			b = append(b, '\n')
+		}
+		b = append(b, '\n')
 	}
-	return b.Bytes()
+	return b
+}
+
+func enforcement(on bool) string {
+	if on {
+		return "enforced (default deny)"
+	}
+	return "not enforced (default allow)"
 }
 
 func (np *nodePlan) dumpEndpoints() []byte {

@@ -513,9 +513,23 @@ func portPrefixes(lo, hi uint32) []portPrefix {
 	return out
 }
 
+// lessPolicyKey orders entries by policy, class, direction, protocol,
+// port and prefix length: the order of the dump and of the image.
 func lessPolicyKey(a, b PolicyKey) bool {
-	var x, y [PolicyKeySize]byte
-	a.put(x[:])
-	b.put(y[:])
-	return string(x[:]) < string(y[:])
+	if a.Policy != b.Policy {
+		return a.Policy < b.Policy
+	}
+	if a.Class != b.Class {
+		return a.Class < b.Class
+	}
+	if a.Dir != b.Dir {
+		return a.Dir < b.Dir
+	}
+	if a.Proto != b.Proto {
+		return a.Proto < b.Proto
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	return a.Bits < b.Bits
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sluicenet/sluice/ir"
 )
@@ -51,6 +52,10 @@ type plan struct {
 	named     map[uint32][]ir.NamedPort
 
 	sharedMaps map[string]*Image
+	labelOnce  sync.Once
+	labelStr   map[uint32]string
+	ruleOnce   sync.Once
+	ruleStr    []string
 }
 
 type ruleInfo struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -17,60 +18,14 @@ import (
 
 // WriteArtifacts writes one subdirectory per artifact, plus the extra
 // top-level files, into dir, atomically (see the package documentation).
-func WriteArtifacts(dir string, arts []*emit.Artifact, extra map[string][]byte) (err error) {
-	abs, err := filepath.Abs(dir)
+func WriteArtifacts(dir string, arts []*emit.Artifact, extra map[string][]byte) error {
+	w, err := NewOutputWriter(dir)
 	if err != nil {
 		return err
 	}
-	parent, base := filepath.Dir(abs), filepath.Base(abs)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", parent, err)
-	}
-	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
-		return fmt.Errorf("output %s exists and is not a directory", abs)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
-	if err != nil {
-		return fmt.Errorf("create temporary output next to %s: %w", abs, err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	written := map[*emit.File]string{}
 	for _, a := range arts {
-		nd := filepath.Join(tmp, a.Node)
-		dirs := map[string]bool{}
-		for _, f := range a.Files {
-			path := filepath.Join(nd, filepath.FromSlash(f.Name))
-			d := filepath.Dir(path)
-			if !dirs[d] {
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					return err
-				}
-				dirs[d] = true
-			}
-			if first, ok := written[f]; ok && f.Shared {
-				if err := os.Link(first, path); err != nil {
-					return fmt.Errorf("link %s: %w", path, err)
-				}
-				continue
-			}
-			if err := writeFileSync(path, f.Data); err != nil {
-				return err
-			}
-			written[f] = path
-		}
-		for d := range dirs {
-			if err := syncDir(d); err != nil {
-				return err
-			}
-		}
-		if err := syncDir(nd); err != nil {
+		if err := w.Write(a); err != nil {
+			w.Abort()
 			return err
 		}
 	}
@@ -80,30 +35,127 @@ func WriteArtifacts(dir string, arts []*emit.Artifact, extra map[string][]byte) 
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := writeFileSync(filepath.Join(tmp, n), extra[n]); err != nil {
+		if err := w.WriteFile(n, extra[n]); err != nil {
+			w.Abort()
 			return err
 		}
 	}
-	if err := syncDir(tmp); err != nil {
+	return w.Commit()
+}
+
+// OutputWriter writes a compile output incrementally, so that a node's
+// artifact can be dropped from memory once written, and swaps it into
+// place at Commit. Write may be called from several goroutines.
+type OutputWriter struct {
+	abs, parent, tmp string
+	mu               sync.Mutex
+	written          map[*emit.File]string
+}
+
+// NewOutputWriter starts an output that will replace dir.
+func NewOutputWriter(dir string) (*OutputWriter, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &OutputWriter{abs: abs, parent: filepath.Dir(abs), written: map[*emit.File]string{}}
+	if err := os.MkdirAll(w.parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", w.parent, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("output %s exists and is not a directory", abs)
+	}
+	w.tmp, err = os.MkdirTemp(w.parent, "."+filepath.Base(abs)+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary output next to %s: %w", abs, err)
+	}
+	if err := os.Chmod(w.tmp, 0o755); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Write writes one node's artifact. Shared files are written once and
+// hard-linked after that.
+func (w *OutputWriter) Write(a *emit.Artifact) error {
+	nd := filepath.Join(w.tmp, a.Node)
+	dirs := map[string]bool{}
+	for _, f := range a.Files {
+		path := filepath.Join(nd, filepath.FromSlash(f.Name))
+		d := filepath.Dir(path)
+		if !dirs[d] {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			dirs[d] = true
+		}
+		if f.Shared {
+			if err := w.writeShared(f, path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeFile(path, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *OutputWriter) writeShared(f *emit.File, path string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if first, ok := w.written[f]; ok {
+		if err := os.Link(first, path); err != nil {
+			return fmt.Errorf("link %s: %w", path, err)
+		}
+		return nil
+	}
+	if err := writeFile(path, f.Data); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(abs); errors.Is(err, os.ErrNotExist) {
-		if err := os.Rename(tmp, abs); err != nil {
+	w.written[f] = path
+	return nil
+}
+
+// WriteFile writes a top-level file of the output.
+func (w *OutputWriter) WriteFile(name string, data []byte) error {
+	return writeFile(filepath.Join(w.tmp, name), data)
+}
+
+// Abort removes what was written; the destination is untouched.
+func (w *OutputWriter) Abort() { os.RemoveAll(w.tmp) }
+
+// Commit makes the output durable and swaps it into place.
+func (w *OutputWriter) Commit() (err error) {
+	defer func() {
+		if err != nil {
+			w.Abort()
+		}
+	}()
+	// One syncfs makes every file and directory of the new tree durable
+	// before it becomes visible: far cheaper than an fsync per file.
+	if err := syncFS(w.tmp); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(w.abs); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(w.tmp, w.abs); err != nil {
 			return fmt.Errorf("move output into place: %w", err)
 		}
-		return syncDir(parent)
+		return syncDir(w.parent)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, abs, unix.RENAME_EXCHANGE); err != nil {
+	if err := unix.Renameat2(unix.AT_FDCWD, w.tmp, unix.AT_FDCWD, w.abs, unix.RENAME_EXCHANGE); err != nil {
 		return fmt.Errorf("swap output into place: %w", err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := syncDir(w.parent); err != nil {
 		return err
 	}
 	// tmp now holds the previous output.
-	return os.RemoveAll(tmp)
+	return os.RemoveAll(w.tmp)
 }
 
-func writeFileSync(path string, data []byte) error {
+func writeFile(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
@@ -112,11 +164,19 @@ func writeFileSync(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
 	return f.Close()
+}
+
+func syncFS(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", path, err)
+	}
+	return nil
 }
 
 func syncDir(path string) error {

@@ -90,12 +90,18 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: compiler.Digest(set)})
+	w, err := loader.NewOutputWriter(*out)
 	if err != nil {
+		fmt.Fprintf(stderr, "sluice compile: %v\n", err)
+		return 1
+	}
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: compiler.Digest(set), Sink: w.Write})
+	if err != nil {
+		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
 		return 1
 	}
-	if err := loader.WriteArtifacts(*out, build.Artifacts, nil); err != nil {
+	if err := w.Commit(); err != nil {
 		fmt.Fprintf(stderr, "sluice compile: %v\nthe output directory was left as it was\n", err)
 		return 1
 	}
