@@ -250,7 +250,6 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		})
 	p.sharedMaps = map[string]*Image{"ipcache": ipc}
 	add("maps/ipcache.bin", ipc.Data)
-	add("dump/ipcache.txt", p.dumpIPCache())
 	sortSvc(lbs.services)
 	svc := image(MapSpec{Name: "services", Type: "hash", KeySize: ServiceKeySize, ValueSize: ServiceValueSize, Shared: true},
 		len(lbs.services), func(i int, k, v []byte) { lbs.services[i].key.put(k); lbs.services[i].val.put(v) })
@@ -262,14 +261,36 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 	add("maps/services.bin", svc.Data)
 	add("maps/backends.bin", be.Data)
 	add("maps/revnat.bin", rn.Data)
-	add("dump/services.txt", dumpServices(lbs.services, lbs.backends))
-	add("dump/backends.txt", dumpBackends(lbs.backends, p.nodes))
-	add("dump/revnat.txt", dumpRevNat(lbs.revnat))
-	add("dump/rules.txt", p.dumpRules())
-	add("dump/identities.txt", p.dumpIdentities())
-	add("dump/regions.txt", p.dumpRegions())
-	ir, _ := json.MarshalIndent(p.c, "", " ")
-	add("ir.json", append(ir, '\n'))
+	// The text files are independent: render them in parallel.
+	jobs := []struct {
+		name string
+		fn   func() []byte
+	}{
+		{"dump/ipcache.txt", p.dumpIPCache},
+		{"dump/services.txt", func() []byte { return dumpServices(lbs.services, lbs.backends) }},
+		{"dump/backends.txt", func() []byte { return dumpBackends(lbs.backends, p.nodes) }},
+		{"dump/revnat.txt", func() []byte { return dumpRevNat(lbs.revnat) }},
+		{"dump/rules.txt", p.dumpRules},
+		{"dump/identities.txt", p.dumpIdentities},
+		{"dump/regions.txt", p.dumpRegions},
+		{"ir.json", func() []byte {
+			b, _ := json.Marshal(p.c)
+			return append(b, '\n')
+		}},
+	}
+	out := make([][]byte, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = j.fn()
+		}()
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		add(j.name, out[i])
+	}
 	return files
 }
 

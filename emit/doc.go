@@ -21,8 +21,9 @@
 //     identity and named ports share a policy number. Port ranges become
 //     aligned port prefixes, so one LPM lookup answers exact ports, ranges
 //     and wildcards; deny precedence is resolved here, at compile time.
-//     Rules whose peer is "anyone" are emitted once under ClassAny and
-//     consulted when the class-specific lookup misses.
+//     The verdict function most classes share is emitted once under
+//     ClassAny, consulted when the class-specific lookup misses; a class
+//     only has entries where it differs from it.
 //
 // # Map layouts
 //
@@ -56,9 +57,11 @@
 //
 // prefixlen counts bits after itself: 72 matches any protocol, 80 any
 // port of one protocol, 80+n the first n bits of the port. ICMP types sit in
-// the port field. action is ActionAllow or ActionDeny; rule is the rule's
-// number in rules.txt (0: the implicit own-node allow). A miss means the
-// endpoint's default for that direction: deny when enforced, else allow.
+// the port field. action is ActionAllow, ActionDeny or ActionNone; rule is
+// the rule's number in rules.txt (0: the implicit own-node allow). The
+// datapath looks up (policy, class, ...) then (policy, ClassAny, ...); a
+// miss of both, or ActionNone, means the endpoint's default for that
+// direction: deny when enforced, else allow.
 //
 // endpoints — HASH, per node, default 65535 entries.
 //

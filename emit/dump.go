@@ -212,7 +212,10 @@ func (np *nodePlan) classMembers(c *class) []string {
 		case key.Identity == ir.IdentityKubeAPIServer:
 			who = "kube-apiserver"
 		default:
-			who = p.idLabelString(key.Identity)
+			who = "(labels in identities.txt)"
+			if id := p.idLabelString(key.Identity); len(id) < 160 {
+				who = id
+			}
 		}
 		out = append(out, fmt.Sprintf("identity=%d region=%d %s", key.Identity, key.Region, who))
 	}
@@ -290,8 +293,6 @@ func (np *nodePlan) dumpPolicy() []byte {
 	for _, g := range np.groups {
 		b = append(b, "POLICY "...)
 		b = strconv.AppendUint(b, uint64(g.id), 10)
-		b = append(b, "  identity="...)
-		b = strconv.AppendUint(b, uint64(g.identity), 10)
 		b = append(b, "  endpoints:"...)
 		for _, e := range g.endpoints {
 			b = append(b, ' ')
@@ -307,10 +308,13 @@ func (np *nodePlan) dumpPolicy() []byte {
 		for ; i < len(np.policy) && np.policy[i].key.Policy == g.id; i++ {
 			e := np.policy[i]
 			b = append(b, "  "...)
-			if e.val.Action == ActionDeny {
+			switch e.val.Action {
+			case ActionDeny:
 				b = pad(b, "Deny", 9)
-			} else {
+			case ActionAllow:
 				b = pad(b, "Allow", 9)
+			default:
+				b = pad(b, "Default", 9)
 			}
 			if e.key.Dir == DirEgress {
 				b = pad(b, "Egress", 11)
@@ -323,7 +327,11 @@ func (np *nodePlan) dumpPolicy() []byte {
 				b = pad(b, strconv.FormatUint(uint64(e.key.Class), 10), 12)
 			}
 			b = pad(b, portString(e.key), 20)
-			b = append(b, p.ruleText(e.val.Rule)...)
+			if e.val.Action == ActionNone {
+				b = append(b, "-"...)
+			} else {
+				b = append(b, p.ruleText(e.val.Rule)...)
+			}
 			b = append(b, '\n')
 		}
 		b = append(b, '\n')
@@ -383,7 +391,6 @@ type NodeSummary struct {
 // GroupSummary is one policy number and its endpoints.
 type GroupSummary struct {
 	Policy    uint32   `json:"policy"`
-	Identity  uint32   `json:"identity"`
 	Endpoints []string `json:"endpoints"`
 	Ingress   bool     `json:"ingressEnforced"`
 	Egress    bool     `json:"egressEnforced"`
@@ -398,7 +405,7 @@ type ClassSummary struct {
 func (np *nodePlan) summary() NodeSummary {
 	s := NodeSummary{Node: np.node, Index: np.idx, Nodes: np.p.nodes}
 	for _, g := range np.groups {
-		gs := GroupSummary{Policy: g.id, Identity: g.identity, Ingress: g.enforced[0], Egress: g.enforced[1]}
+		gs := GroupSummary{Policy: g.id, Ingress: g.enforced[0], Egress: g.enforced[1]}
 		for _, e := range g.endpoints {
 			gs.Endpoints = append(gs.Endpoints, e.Key())
 		}

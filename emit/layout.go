@@ -17,6 +17,9 @@ const (
 	FlagPodCIDR   uint8 = 1 << 2 // a node's pod CIDR
 	FlagAPIServer uint8 = 1 << 3 // a kube-apiserver address
 
+	// ActionNone: this entry has no verdict: the endpoint's default for
+	// the direction applies, and ClassAny is not consulted.
+	ActionNone  uint8 = 0
 	ActionAllow uint8 = 1
 	ActionDeny  uint8 = 2
 

@@ -5,13 +5,15 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sluicenet/sluice/ir"
 )
 
 // policyGroup is the endpoints of a node that share a policy number: the
-// same identity and the same named ports.
+// same selecting policies and, where ingress rules name ports, the same
+// named ports.
 type policyGroup struct {
 	id        uint32
 	identity  uint32
@@ -25,8 +27,9 @@ type policyGroup struct {
 type class struct {
 	id    uint32
 	keys  []int32
-	sig   []int32 // matched alternatives, ascending; ownNodeAlt last if present
-	named []ir.NamedPort
+	sig      []int32 // matched alternatives, ascending; ownNodeAlt last if present
+	named    []ir.NamedPort
+	namedStr string
 	own   bool // the node's own addresses
 }
 
@@ -41,6 +44,7 @@ type nodePlan struct {
 	altClass map[int32][]uint32
 	policy   []policyEntry
 	relevant map[uint32]bool // rule ids used on this node
+	classless int            // class keys of class 0
 }
 
 type policyEntry struct {
@@ -58,33 +62,41 @@ func namedKey(nps []ir.NamedPort) string {
 
 func (p *plan) lowerNode(node string) *nodePlan {
 	np := &nodePlan{p: p, node: node, idx: p.nodeIdx[node], altClass: map[int32][]uint32{}, relevant: map[uint32]bool{}}
+	// Endpoints share a policy number when the same policies select them
+	// and, if an ingress rule names ports, they name ports alike: the
+	// entries depend on nothing else.
 	byKey := map[string]*policyGroup{}
 	for i := range p.c.Endpoints {
 		e := &p.c.Endpoints[i]
 		if e.Node != node || !hasIPv4(e.IPs) {
 			continue
 		}
-		k := fmt.Sprintf("%d|%s", e.Identity, namedKey(e.NamedPorts))
+		pols := p.ev.Selecting(e.Identity)
+		var kb strings.Builder
+		named := false
+		for _, pol := range pols {
+			kb.WriteString(strconv.Itoa(p.policyIdx[pol]))
+			kb.WriteByte(',')
+			named = named || p.ingressNamed[pol]
+		}
+		if named {
+			kb.WriteString("|" + namedKey(e.NamedPorts))
+		}
+		k := kb.String()
 		g := byKey[k]
 		if g == nil {
-			g = &policyGroup{identity: e.Identity, named: e.NamedPorts}
+			g = &policyGroup{identity: e.Identity, named: e.NamedPorts, policies: pols}
 			byKey[k] = g
 			np.groups = append(np.groups, g)
 		}
 		g.endpoints = append(g.endpoints, e)
 	}
-	sort.Slice(np.groups, func(i, j int) bool {
-		a, b := np.groups[i], np.groups[j]
-		if a.identity != b.identity {
-			return a.identity < b.identity
-		}
-		return namedKey(a.named) < namedKey(b.named)
-	})
+	// Endpoints are sorted, so numbering groups by their first endpoint is
+	// deterministic.
 	relevantAlts := map[int32]bool{}
 	egressNames := map[string]bool{}
 	for i, g := range np.groups {
 		g.id = uint32(i + 1)
-		g.policies = p.ev.Selecting(g.identity)
 		for _, pol := range g.policies {
 			g.enforced[0] = g.enforced[0] || pol.IsolateIngress
 			g.enforced[1] = g.enforced[1] || pol.IsolateEgress
@@ -170,6 +182,7 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 			}
 		}
 		if len(sigs[k]) == 0 && len(named) == 0 {
+			np.classless++
 			continue
 		}
 		var b strings.Builder
@@ -180,7 +193,7 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 		s := b.String()
 		c := bySig[s]
 		if c == nil {
-			c = &class{sig: sigs[k], named: named, own: own}
+			c = &class{sig: sigs[k], named: named, namedStr: namedKey(named), own: own}
 			bySig[s] = c
 			np.classes = append(np.classes, c)
 		}
@@ -206,6 +219,13 @@ func (c *class) has(a int32) bool {
 }
 
 // lowerGroup emits the policy entries of one group in one direction.
+//
+// Every class gets a verdict function over (protocol, port). The most
+// common function is emitted once under ClassAny; a class whose function
+// differs gets entries where it differs (an entry with ActionNone where
+// the class has no verdict but ClassAny has). So a rule whose peer is
+// "the cluster" costs entries for the few classes outside it, not for the
+// many inside.
 func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 	p := np.p
 	enforced := g.enforced[dir]
@@ -227,16 +247,17 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 		reqAllow = append(reqAllow, req[dir]...)
 		reqDeny = append(reqDeny, req[2+int(dir)]...)
 	}
-	if len(rules) == 0 && !(enforced && dir == ir.Ingress) {
+	implicit := enforced && dir == ir.Ingress
+	if len(rules) == 0 && !implicit {
 		return
 	}
-	touched := map[uint32]bool{}
 	var wildcard []*ir.Rule
+	touched := map[uint32]bool{}
 	for _, r := range rules {
 		if len(r.Peers) == 0 {
 			wildcard = append(wildcard, r)
 			// Named ports of egress rules resolve per destination: the
-			// classes that name ports need entries of their own.
+			// classes that name ports need functions of their own.
 			if dir == ir.Egress && hasNamedPort(r) {
 				for _, c := range np.classes {
 					if len(c.named) > 0 {
@@ -252,43 +273,249 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 			}
 		}
 	}
-	if enforced && dir == ir.Ingress {
+	if implicit {
 		for _, c := range np.classes {
 			if c.own {
 				touched[c.id] = true
 			}
 		}
 	}
-	def := PolicyValue{Action: ActionAllow}
-	if enforced {
-		def.Action = ActionDeny
+	protos := append([]ir.Proto(nil), protoDims...)
+	for _, r := range rules {
+		for _, pt := range r.Ports {
+			if pt.Proto != ir.ProtoAny && !slices.Contains(protos, pt.Proto) {
+				protos = append(protos, pt.Proto)
+			}
+		}
 	}
 	var ingressNamed []ir.NamedPort
 	if dir == ir.Ingress {
 		ingressNamed = g.named
 	}
-	if len(wildcard) > 0 {
-		named := ingressNamed
-		np.emitVerdicts(g.id, ClassAny, dir, wildcard, false, named, def)
+	// Functions, memoised by the rules that match and the named ports
+	// they resolve: most classes share a handful.
+	memo := map[string]*verdictFn{}
+	ingressNamedStr := namedKey(ingressNamed)
+	var kb []byte
+	fnOf := func(matching []*ir.Rule, own bool, named []ir.NamedPort, namedStr string) *verdictFn {
+		kb = kb[:0]
+		for _, r := range matching {
+			kb = strconv.AppendUint(kb, uint64(p.ruleID[r]), 10)
+			kb = append(kb, ',')
+		}
+		if own {
+			kb = append(kb, "own"...)
+		}
+		kb = append(kb, '|')
+		kb = append(kb, namedStr...)
+		if f, ok := memo[string(kb)]; ok {
+			return f
+		}
+		k := string(kb)
+		f := computeFn(p, matching, own, named, protos)
+		f.key = k
+		memo[k] = f
+		return f
 	}
-	ids := make([]uint32, 0, len(touched))
-	for id := range touched {
-		ids = append(ids, id)
+	untouched := fnOf(wildcard, false, ingressNamed, ingressNamedStr)
+	// Weigh each function by the class keys it covers: class 0 stands for
+	// every key of no class.
+	fns := make([]*verdictFn, len(np.classes)+1) // by class id; 0 is class 0
+	count := map[*verdictFn]int{}
+	fns[0] = untouched
+	count[untouched] += 1 + np.classless
+	for _, c := range np.classes {
+		f := untouched
+		if touched[c.id] {
+			var matching []*ir.Rule
+			for _, r := range rules {
+				if np.ruleMatchesClass(r, c, reqAllow, reqDeny) {
+					matching = append(matching, r)
+				}
+			}
+			named, namedStr := ingressNamed, ingressNamedStr
+			if dir == ir.Egress {
+				named, namedStr = c.named, c.namedStr
+			}
+			f = fnOf(matching, implicit && c.own, named, namedStr)
+		}
+		fns[c.id] = f
+		count[f] += len(c.keys)
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		c := np.classes[id-1]
-		var matching []*ir.Rule
-		for _, r := range rules {
-			if np.ruleMatchesClass(r, c, reqAllow, reqDeny) {
-				matching = append(matching, r)
+	// The background is the most common function; ties go to the one
+	// whose key sorts first, for determinism.
+	var bg *verdictFn
+	for f, n := range count {
+		if bg == nil || n > count[bg] || (n == count[bg] && f.key < bg.key) {
+			bg = f
+		}
+	}
+	base := PolicyKey{Policy: g.id, Dir: uint8(dir)}
+	k := base
+	k.Class = ClassAny
+	np.emitFn(k, bg, nil)
+	for id, f := range fns {
+		if f == bg {
+			continue
+		}
+		k := base
+		k.Class = uint32(id)
+		np.emitFn(k, f, bg)
+	}
+}
+
+// verdictFn is a verdict for every (protocol, port): other is the verdict
+// of protocols outside dims (and without ports); dims holds, per protocol,
+// segments covering 0..65535.
+type verdictFn struct {
+	key   string
+	other PolicyValue
+	dims  []protoSegs
+}
+
+type protoSegs struct {
+	proto ir.Proto
+	segs  []segment
+}
+
+type segment struct {
+	lo, hi uint32
+	v      PolicyValue
+}
+
+// computeFn resolves deny precedence: the first deny rule that holds, else
+// the first allow rule (or the implicit own-node allow), else no verdict.
+func computeFn(p *plan, rules []*ir.Rule, implicitAllow bool, named []ir.NamedPort, protos []ir.Proto) *verdictFn {
+	verdict := func(holds func(i int) bool) PolicyValue {
+		for i, r := range rules {
+			if r.Action == ir.Deny && holds(i) {
+				return PolicyValue{Action: ActionDeny, Rule: p.ruleID[r]}
 			}
 		}
-		named := ingressNamed
-		if dir == ir.Egress {
-			named = c.named
+		for i, r := range rules {
+			if r.Action == ir.Allow && holds(i) {
+				return PolicyValue{Action: ActionAllow, Rule: p.ruleID[r]}
+			}
 		}
-		np.emitVerdicts(g.id, id, dir, matching, enforced && dir == ir.Ingress && c.own, named, def)
+		if implicitAllow {
+			return PolicyValue{Action: ActionAllow}
+		}
+		return PolicyValue{}
+	}
+	f := &verdictFn{}
+	f.other = verdict(func(i int) bool { return holdsForOtherProtos(rules[i]) })
+	per := make([][]portRange, len(rules))
+	allOf := make([]bool, len(rules))
+	for _, proto := range protos {
+		cuts := []uint32{0, 65536}
+		for i, r := range rules {
+			per[i], allOf[i] = rangesFor(r, proto, named)
+			for _, rg := range per[i] {
+				cuts = append(cuts, rg.lo, rg.hi+1)
+			}
+		}
+		slices.Sort(cuts)
+		cuts = slices.Compact(cuts)
+		var segs []segment
+		for ci := 0; ci+1 < len(cuts); ci++ {
+			lo, hi := cuts[ci], cuts[ci+1]-1
+			v := verdict(func(i int) bool {
+				if allOf[i] {
+					return true
+				}
+				for _, rg := range per[i] {
+					if lo >= rg.lo && lo <= rg.hi {
+						return true
+					}
+				}
+				return false
+			})
+			if n := len(segs); n > 0 && segs[n-1].v == v {
+				segs[n-1].hi = hi
+				continue
+			}
+			segs = append(segs, segment{lo, hi, v})
+		}
+		f.dims = append(f.dims, protoSegs{proto, segs})
+	}
+	return f
+}
+
+// valueAt returns a function's verdict for a protocol dimension at port.
+func (ps *protoSegs) valueAt(port uint32) PolicyValue {
+	i, _ := slices.BinarySearchFunc(ps.segs, port, func(s segment, p uint32) int {
+		switch {
+		case s.hi < p:
+			return -1
+		case s.lo > p:
+			return 1
+		}
+		return 0
+	})
+	return ps.segs[i].v
+}
+
+// emitFn emits a function under key k (its Class set). With bg nil the
+// function is emitted whole: its verdict for other protocols as a
+// protocol-wildcard entry, and the ports where it differs from that. With
+// bg set, a lookup that misses k falls back to bg: when both agree on other
+// protocols, only the ports where they differ are emitted; otherwise the
+// function is emitted whole, with an explicit entry even for "no verdict".
+func (np *nodePlan) emitFn(k PolicyKey, f, bg *verdictFn) {
+	whole := bg == nil || f.other != bg.other
+	if whole && (f.other != PolicyValue{} || bg != nil) {
+		e := k
+		e.Bits = policyFixedBits
+		np.policy = append(np.policy, policyEntry{e, f.other})
+	}
+	for di, d := range f.dims {
+		var ref *protoSegs
+		if !whole {
+			ref = &bg.dims[di]
+		}
+		// Cut at both functions' boundaries; emit where f differs from
+		// what the lookup would otherwise find.
+		cuts := make([]uint32, 0, 2*len(d.segs)+2)
+		for _, sg := range d.segs {
+			cuts = append(cuts, sg.lo)
+		}
+		if ref != nil {
+			for _, sg := range ref.segs {
+				cuts = append(cuts, sg.lo)
+			}
+			slices.Sort(cuts)
+			cuts = slices.Compact(cuts)
+		}
+		cuts = append(cuts, 65536)
+		runLo, runOn := uint32(0), false
+		var runV PolicyValue
+		flush := func(hi uint32) {
+			if !runOn {
+				return
+			}
+			for _, pf := range portPrefixes(runLo, hi) {
+				e := k
+				e.Proto = uint8(d.proto)
+				e.Bits = policyFixedBits + 8 + pf.bits
+				e.Port = uint16(pf.start)
+				np.policy = append(np.policy, policyEntry{e, runV})
+			}
+		}
+		for ci := 0; ci+1 < len(cuts); ci++ {
+			lo := cuts[ci]
+			v := d.valueAt(lo)
+			other := f.other
+			if ref != nil {
+				other = ref.valueAt(lo)
+			}
+			on := v != other
+			if on && runOn && v == runV {
+				continue
+			}
+			flush(lo - 1)
+			runLo, runOn, runV = lo, on, v
+		}
+		flush(65535)
 	}
 }
 
@@ -377,112 +604,6 @@ func holdsForOtherProtos(r *ir.Rule) bool {
 	}
 	for _, pt := range r.Ports {
 		if pt.Proto == ir.ProtoAny && pt.Name == "" && pt.Port == 0 && pt.EndPort == 65535 {
-			return true
-		}
-	}
-	return false
-}
-
-// emitVerdicts resolves deny precedence over the (protocol, port) space
-// for one policy, class and direction and emits the entries that differ
-// from what a lookup would otherwise find.
-func (np *nodePlan) emitVerdicts(policy, cls uint32, dir ir.Direction, rules []*ir.Rule, implicitAllow bool, named []ir.NamedPort, def PolicyValue) {
-	p := np.p
-	verdict := func(holds func(r *ir.Rule) bool) PolicyValue {
-		for _, r := range rules {
-			if r.Action == ir.Deny && holds(r) {
-				return PolicyValue{Action: ActionDeny, Rule: p.ruleID[r]}
-			}
-		}
-		for _, r := range rules {
-			if r.Action == ir.Allow && holds(r) {
-				return PolicyValue{Action: ActionAllow, Rule: p.ruleID[r]}
-			}
-		}
-		if implicitAllow {
-			return PolicyValue{Action: ActionAllow}
-		}
-		return def
-	}
-	base := PolicyKey{Policy: policy, Class: cls, Dir: uint8(dir)}
-	background := verdict(holdsForOtherProtos)
-	if background != def {
-		k := base
-		k.Bits = policyFixedBits
-		np.policy = append(np.policy, policyEntry{k, background})
-	}
-	protos := append([]ir.Proto(nil), protoDims...)
-	for _, r := range rules {
-		for _, pt := range r.Ports {
-			if pt.Proto != ir.ProtoAny && !slices.Contains(protos, pt.Proto) {
-				protos = append(protos, pt.Proto)
-			}
-		}
-	}
-	for _, proto := range protos {
-		// Breakpoints of every range that concerns this protocol.
-		cuts := []uint32{0, 65536}
-		per := make([][]portRange, len(rules))
-		allOf := make([]bool, len(rules))
-		specific := false
-		for i, r := range rules {
-			per[i], allOf[i] = rangesFor(r, proto, named)
-			for _, rg := range per[i] {
-				cuts = append(cuts, rg.lo, rg.hi+1)
-				specific = true
-			}
-		}
-		if !specific && !allDiffers(rules, allOf) {
-			continue // same verdict as the proto-wildcard entry everywhere
-		}
-		slices.Sort(cuts)
-		cuts = slices.Compact(cuts)
-		var runLo uint32
-		var runVal PolicyValue
-		flush := func(hi uint32) {
-			if runVal != background {
-				for _, pf := range portPrefixes(runLo, hi) {
-					k := base
-					k.Proto = uint8(proto)
-					k.Bits = policyFixedBits + 8 + pf.bits
-					k.Port = uint16(pf.start)
-					np.policy = append(np.policy, policyEntry{k, runVal})
-				}
-			}
-		}
-		for ci := 0; ci+1 < len(cuts); ci++ {
-			lo := cuts[ci]
-			v := verdict(func(r *ir.Rule) bool {
-				idx := slices.Index(rules, r)
-				if allOf[idx] {
-					return true
-				}
-				for _, rg := range per[idx] {
-					if lo >= rg.lo && lo <= rg.hi {
-						return true
-					}
-				}
-				return false
-			})
-			if ci == 0 {
-				runLo, runVal = lo, v
-				continue
-			}
-			if v != runVal {
-				flush(lo - 1)
-				runLo, runVal = lo, v
-			}
-		}
-		flush(65535)
-	}
-}
-
-// allDiffers reports whether the rules that hold for all ports of a
-// protocol differ from those that hold for protocols without ports: then
-// the protocol needs entries of its own.
-func allDiffers(rules []*ir.Rule, allOf []bool) bool {
-	for i, r := range rules {
-		if allOf[i] != holdsForOtherProtos(r) {
 			return true
 		}
 	}

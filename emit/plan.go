@@ -51,6 +51,9 @@ type plan struct {
 	reqAlt    map[*ir.Policy][4][]int32 // ingress, egress, ingressDeny, egressDeny
 	named     map[uint32][]ir.NamedPort
 
+	policyIdx    map[*ir.Policy]int
+	ingressNamed map[*ir.Policy]bool // an ingress rule uses a named port
+
 	sharedMaps map[string]*Image
 	labelOnce  sync.Once
 	labelStr   map[uint32]string
@@ -130,10 +133,16 @@ func (p *plan) alt(pe *ir.Peer) int32 {
 // order, so that the lowest number is the rule the evaluator names) and
 // indexes its peers.
 func (p *plan) collectRules() {
+	p.policyIdx = make(map[*ir.Policy]int, len(p.c.Policies))
+	p.ingressNamed = map[*ir.Policy]bool{}
 	for i := range p.c.Policies {
 		pol := &p.c.Policies[i]
+		p.policyIdx[pol] = i
 		for j := range pol.Rules {
 			r := &pol.Rules[j]
+			if r.Direction == ir.Ingress && hasNamedPort(r) {
+				p.ingressNamed[pol] = true
+			}
 			p.rules = append(p.rules, ruleInfo{pol, r})
 			p.ruleID[r] = uint32(len(p.rules))
 			p.policyOf[r] = pol

@@ -13,7 +13,8 @@ import (
 //  2. ipcache LPM lookup of the peer address → identity, region, node, flags;
 //  3. classes[identity, region, node if a node address] → class (miss: 0);
 //  4. policy LPM lookup (policy, class, dir, proto, port); on a miss the
-//     same with ClassAny; on a miss the endpoint's default for dir.
+//     same with ClassAny; on a miss, or a hit with ActionNone, the
+//     endpoint's default for dir: deny when enforced, else allow.
 //
 // It is the executable specification of the layouts: tests compare it with
 // the ir evaluator, and the eBPF programs must agree with both.
@@ -131,8 +132,11 @@ func (s *Sim) Verdict(local netip.Addr, dir uint8, peer netip.Addr, proto uint8,
 		k := make([]byte, PolicyKeySize)
 		PolicyKey{Policy: policy, Class: cls, Dir: dir, Proto: proto, Port: port}.put(k)
 		if e := longest(s.policy[string(k[4:13])], k[4:]); e != nil {
-			v.Action, v.Rule = e.val[0], le.Uint32(e.val[4:])
-			return v, nil
+			if e.val[0] != ActionNone {
+				v.Action, v.Rule = e.val[0], le.Uint32(e.val[4:])
+				return v, nil
+			}
+			break // an explicit "no verdict": the default applies
 		}
 	}
 	v.Default = true

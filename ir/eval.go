@@ -115,18 +115,44 @@ func NewEvaluator(c *Cluster) *Evaluator {
 	for _, ip := range APIServerIPs(c) {
 		ev.apiserver[ip] = true
 	}
-	for _, id := range c.Identities {
+	// Policies pinned to namespaces only look at those namespaces'
+	// identities; the rest at all of them.
+	byNS := map[string][]*Identity{}
+	var workloads []*Identity
+	for i := range c.Identities {
+		id := &c.Identities[i]
 		if id.Reserved {
 			continue
 		}
-		for i := range c.Policies {
-			p := &c.Policies[i]
+		workloads = append(workloads, id)
+		byNS[id.Labels[LabelNamespace]] = append(byNS[id.Labels[LabelNamespace]], id)
+	}
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		cands := workloads
+		if nss := pinned(&p.Subject); nss != nil {
+			cands = nil
+			for _, ns := range nss {
+				cands = append(cands, byNS[ns]...)
+			}
+		}
+		for _, id := range cands {
 			if p.Subject.Matches(id.Labels) {
 				ev.selecting[id.ID] = append(ev.selecting[id.ID], p)
 			}
 		}
 	}
 	return ev
+}
+
+// pinned returns the namespaces a selector is restricted to, or nil.
+func pinned(sel *Selector) []string {
+	for _, r := range sel.Requirements {
+		if r.Key == LabelNamespace && r.Op == OpIn {
+			return r.Values
+		}
+	}
+	return nil
 }
 
 // Cluster returns the cluster the evaluator answers for.

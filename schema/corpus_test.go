@@ -17,13 +17,13 @@ const corpusDir = "../../shared/testdata/policy-corpus"
 // explains each. Everything else must decode cleanly: operator "in" and
 // placeholder port names are the compiler's to reject, not ours.
 var corpusExpected = map[string]string{
-	"cilium/examples/policies/l3/entities/from_nodes.yaml":                        `missing apiVersion; found key "apiversion": did you mean apiVersion?`,
+	"cilium/examples/policies/l3/entities/from_nodes.yaml":                         `missing apiVersion; found key "apiversion": did you mean apiVersion?`,
 	"cilium/examples/policies/kubernetes/clusterwide/wildcard-from-endpoints.yaml": `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
-	"cilium/examples/policies/l3/host/host-policy.yaml":                           `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
-	"cilium/examples/policies/l7.yaml":                                            `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
-	"cilium/examples/policies/l7/kafka/kafka-Role.yaml":                           `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
-	"cilium/examples/policies/kubernetes/clustermesh/cross-cluster-policy.yaml":   `metadata.description: unknown field "description"`,
-	"cilium/examples/policies/multi_rule.yaml":                                    `spec.ingress[0].fromEndpoints[0].role: unknown field "role"; accepted: matchExpressions, matchLabels`,
+	"cilium/examples/policies/l3/host/host-policy.yaml":                            `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
+	"cilium/examples/policies/l7.yaml":                                             `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
+	"cilium/examples/policies/l7/kafka/kafka-Role.yaml":                            `description: unknown field "description"; accepted: apiVersion, kind, metadata, spec, specs, status`,
+	"cilium/examples/policies/kubernetes/clustermesh/cross-cluster-policy.yaml":    `metadata.description: unknown field "description"`,
+	"cilium/examples/policies/multi_rule.yaml":                                     `spec.ingress[0].fromEndpoints[0].role: unknown field "role"; accepted: matchExpressions, matchLabels`,
 }
 
 // corpusSkipped are the only kinds the corpus holds that we do not decode.
@@ -55,10 +55,24 @@ func TestCorpus(t *testing.T) {
 	files := corpusFiles(t)
 	objects := map[string]int{}
 	withDiags := map[string]bool{}
+	fast, chunks := 0, 0
 	for _, rel := range files {
 		data, err := os.ReadFile(filepath.Join(corpusDir, rel))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Real-world input for the fast parser's differential check.
+		for _, ch := range splitDocuments(data) {
+			chunks++
+			if doc := fastParse(data[ch.start:ch.end], nil); doc != nil {
+				fast++
+				docs, err := parseYAML(data[ch.start:ch.end])
+				if err != nil || len(docs) != 1 {
+					t.Errorf("%s: fast path accepted a chunk yaml.v3 parses to %d documents (%v)", rel, len(docs), err)
+				} else if err := sameTree(docs[0], doc, 0, 0); err != nil {
+					t.Errorf("%s: fast path differs from yaml.v3: %v", rel, err)
+				}
+			}
 		}
 		objs, skipped, diags := Decode(rel, data)
 		for k := range skipped {
@@ -99,7 +113,8 @@ func TestCorpus(t *testing.T) {
 			t.Logf("expected file %s is not in this copy of the corpus", rel)
 		}
 	}
-	t.Logf("%d files, %d with diagnostics; objects decoded: %v", len(files), len(withDiags), objects)
+	t.Logf("%d files, %d with diagnostics; objects decoded: %v; fast path took %d of %d documents",
+		len(files), len(withDiags), objects, fast, chunks)
 	// Most of the corpus is valid policy: make sure it was decoded, not
 	// just survived.
 	if objects["CiliumNetworkPolicy"] < 50 || objects["NetworkPolicy"] < 20 || objects["CiliumClusterwideNetworkPolicy"] < 8 {

@@ -105,14 +105,14 @@ func FuzzDecode(f *testing.F) {
 // line right after a document's content (yaml.v3 ends the document there
 // without the "..." marker YAML requires).
 func checkSplit(t *testing.T, data []byte) {
-	whole, err := parseChunk(data)
+	whole, err := parseChunk(data, nil)
 	if err != nil {
 		return
 	}
 	var split []*yaml.Node
 	var offsets []int
 	for _, ch := range splitDocuments(data) {
-		docs, err := parseChunk(data[ch.start:ch.end])
+		docs, err := parseChunk(data[ch.start:ch.end], nil)
 		if err != nil {
 			if strings.Contains(err.Error(), "unknown anchor") || hasDirectiveLine(data[ch.start:ch.end]) {
 				return
@@ -163,3 +163,74 @@ func hasDirectiveLine(b []byte) bool {
 	}
 	return false
 }
+
+// FuzzFastParse checks fastParse against go.yaml.in/yaml/v3: whenever the
+// fast path accepts a document, yaml.v3 must parse it to the same tree.
+func FuzzFastParse(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add(podsYAML(2))
+	f.Add([]byte(fastSeed))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast := fastParse(data, nil)
+		if fast == nil {
+			return
+		}
+		docs, err := parseYAML(data)
+		if err != nil {
+			t.Fatalf("fast path accepted what yaml.v3 rejects (%v)", err)
+		}
+		if len(docs) != 1 {
+			t.Fatalf("fast path found one document, yaml.v3 %d", len(docs))
+		}
+		if err := sameTree(docs[0], fast, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// fastSeed exercises everything fastParse accepts.
+const fastSeed = "# leading comment\r\n---   # marker\r\n" + `apiVersion: v1
+kind: Pod   # trailing comment
+metadata:
+  name: 'it''s'
+  labels:
+    "k8s:app": "wéb"
+    k8s:tier: front
+    empty: ""
+    n: 1
+    y: yes
+    t: true
+    f: 1.5
+    d: 2024-01-01
+    z: ~
+    neg: -3
+    url: http://example.com/a#b
+  annotations:
+    last-applied: |
+      {"a": 1,
+
+        "b": "#2"}
+    strip: |-
+      one
+      two
+    x: y
+spec:
+  nodeSelector: {}
+  tolerations: []
+  containers:
+  - name: c
+    args:
+    - -x
+    -
+    - "quoted"
+    env:
+  - name: d
+
+    ports:
+      - containerPort: 80
+        protocol: TCP
+  volumes:
+status:
+`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -69,6 +70,9 @@ type Object struct {
 	ch   chunk
 	doc  int // document index within the chunk
 	item int // index in the List's items, or -1
+	// lines holds the lines [first, end) of the chunk (1-based) that a List
+	// item spans, when known, so that PosOf can parse just the item.
+	lines [2]int
 }
 
 // Ref names the object for messages: "Kind namespace/name", or "Kind name"
@@ -109,18 +113,23 @@ type source struct {
 // however many objects report errors, and consecutive errors in the same
 // document (the usual case) parse it once.
 type treeCache struct {
-	mu   sync.Mutex
-	src  *source
-	ch   chunk
-	docs []*yaml.Node
+	mu    sync.Mutex
+	src   *source
+	ch    chunk
+	lines [2]int // the List item lines parsed, or zero for the whole chunk
+	docs  []*yaml.Node
 }
 
 func (c *treeCache) locate(o *Object, path []pathElem) Pos {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.src != o.src || c.ch != o.ch || c.docs == nil {
-		c.docs, _ = parseChunk(o.src.data[o.ch.start:o.ch.end])
-		c.src, c.ch = o.src, o.ch
+	if n, line0 := c.item(o); n != nil {
+		d := &decoder{file: o.src.name, line0: line0, quiet: 1, budget: budgetFor(o.ch)}
+		return d.pos(d.locate(n, path))
+	}
+	if c.src != o.src || c.ch != o.ch || c.lines != [2]int{} || c.docs == nil {
+		c.docs, _ = parseChunk(o.src.data[o.ch.start:o.ch.end], nil)
+		c.src, c.ch, c.lines = o.src, o.ch, [2]int{}
 	}
 	if o.doc >= len(c.docs) || len(c.docs[o.doc].Content) == 0 {
 		return o.Pos
@@ -135,6 +144,59 @@ func (c *treeCache) locate(o *Object, path []pathElem) Pos {
 		n = items.Content[o.item]
 	}
 	return d.pos(d.locate(n, path))
+}
+
+// item parses only the lines of a List item, so that errors in a List of
+// thousands of objects do not each parse the whole List. The text before
+// the item on its first line ("- ", or "[" and earlier items of a flow
+// list) is blanked, keeping columns. The parse is used only if it yields a
+// mapping exactly where the item was found; otherwise (flow lists, odd
+// layouts) nil sends the caller to the whole document.
+func (c *treeCache) item(o *Object) (*yaml.Node, int) {
+	if o.item < 0 || o.lines == [2]int{} {
+		return nil, 0
+	}
+	if c.src != o.src || c.ch != o.ch || c.lines != o.lines || c.docs == nil {
+		c.src, c.ch, c.lines = o.src, o.ch, o.lines
+		c.docs = nil
+		data := o.src.data[o.ch.start:o.ch.end]
+		start, end := lineOffset(data, o.lines[0]), lineOffset(data, o.lines[1])
+		col := o.Pos.Col - 1
+		if start+col > end {
+			return nil, 0
+		}
+		frag := []byte(string(data[start:end]))
+		for i := range col {
+			if frag[i] >= utf8.RuneSelf {
+				return nil, 0
+			}
+			frag[i] = ' '
+		}
+		c.docs, _ = parseChunk(frag, nil)
+	}
+	line0 := o.ch.line0 + o.lines[0] - 1
+	if len(c.docs) != 1 || len(c.docs[0].Content) == 0 {
+		return nil, 0
+	}
+	n := c.docs[0].Content[0]
+	if n.Kind != yaml.MappingNode || line0+n.Line != o.Pos.Line || n.Column != o.Pos.Col {
+		return nil, 0
+	}
+	return n, line0
+}
+
+// lineOffset returns the byte offset where 1-based line starts in data,
+// or len(data) for lines past the end.
+func lineOffset(data []byte, line int) int {
+	off := 0
+	for i := 1; i < line; i++ {
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			return len(data)
+		}
+		off += nl + 1
+	}
+	return off
 }
 
 // locate walks path from n and returns the node found, or the last node
@@ -185,7 +247,18 @@ func budgetFor(ch chunk) int {
 
 // parseChunk parses every YAML document in data. Documents before a syntax
 // error are returned with the error.
-func parseChunk(data []byte) (docs []*yaml.Node, err error) {
+//
+// scratch, when not nil, lets the fast path reuse memory: the documents
+// are then valid only until the next call with the same scratch.
+func parseChunk(data []byte, scratch *fastScratch) ([]*yaml.Node, error) {
+	if doc := fastParse(data, scratch); doc != nil {
+		return []*yaml.Node{doc}, nil
+	}
+	return parseYAML(data)
+}
+
+// parseYAML parses data with go.yaml.in/yaml/v3.
+func parseYAML(data []byte) (docs []*yaml.Node, err error) {
 	defer func() {
 		// The parser is third-party code: turn its rare panics into a
 		// syntax error rather than a crash of the whole compile.
@@ -299,14 +372,16 @@ type unitResult struct {
 	diags   Diagnostics
 }
 
-func decodeUnit(u unit) unitResult {
+// decodeUnit parses and decodes one chunk. scratch is the worker's parse
+// memory: trees do not outlive the call.
+func decodeUnit(u unit, scratch *fastScratch) unitResult {
 	var r unitResult
 	data := u.src.data[u.ch.start:u.ch.end]
-	docs, err := parseChunk(data)
+	docs, err := parseChunk(data, scratch)
 	d := &decoder{file: u.src.name, line0: u.ch.line0, budget: budgetFor(u.ch)}
 	for i, doc := range docs {
 		if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-			r.manifest(d, u, i, doc.Content[0], -1)
+			r.manifest(d, u, i, doc.Content[0], -1, [2]int{})
 		}
 	}
 	r.diags = d.diags
@@ -316,8 +391,9 @@ func decodeUnit(u unit) unitResult {
 	return r
 }
 
-// manifest decodes one document root, or one List item (item >= 0).
-func (r *unitResult) manifest(d *decoder, u unit, doc int, root *yaml.Node, item int) {
+// manifest decodes one document root, or one List item (item >= 0) that
+// spans the chunk's lines [lines[0], lines[1]) if known.
+func (r *unitResult) manifest(d *decoder, u unit, doc int, root *yaml.Node, item int, lines [2]int) {
 	d.path = d.path[:0]
 	n := d.enter(root)
 	if n == nil {
@@ -332,7 +408,7 @@ func (r *unitResult) manifest(d *decoder, u unit, doc int, root *yaml.Node, item
 	}
 	var avNode, kindNode, items *yaml.Node
 	var avLike, kindLike *yaml.Node // keys that differ only in case
-	d.quiet++ // duplicate keys are reported by the typed decode
+	d.quiet++                       // duplicate keys are reported by the typed decode
 	d.eachPair(n, func(k *yaml.Node, key string, v *yaml.Node) {
 		switch {
 		case key == "apiVersion":
@@ -375,9 +451,27 @@ func (r *unitResult) manifest(d *decoder, u unit, doc int, root *yaml.Node, item
 			d.typeError(list, "a list of objects")
 			return
 		}
+		// Where the last item ends: at the List's next key, if any.
+		last := 0
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Line > list.Line && (last == 0 || k.Line < last) {
+				last = k.Line
+			}
+		}
+		if last == 0 {
+			last = math.MaxInt32 // the end of the chunk
+		}
 		pushed := d.push(list)
 		for i, e := range list.Content {
-			r.manifest(d, u, doc, e, i)
+			var lines [2]int
+			end := last
+			if i+1 < len(list.Content) {
+				end = list.Content[i+1].Line
+			}
+			if e.Kind == yaml.MappingNode && e.Line < end {
+				lines = [2]int{e.Line, end}
+			}
+			r.manifest(d, u, doc, e, i, lines)
 		}
 		d.pop(pushed)
 		return
@@ -432,7 +526,7 @@ func (r *unitResult) manifest(d *decoder, u unit, doc int, root *yaml.Node, item
 	r.objs = append(r.objs, &Object{
 		APIVersion: apiVersion, Kind: kind, Namespace: ns, Name: name,
 		Pos: d.pos(n), Obj: ptr.Interface(),
-		src: u.src, ch: u.ch, doc: doc, item: item,
+		src: u.src, ch: u.ch, doc: doc, item: item, lines: lines,
 	})
 }
 
@@ -509,20 +603,22 @@ func decodeSources(srcs []*source) ([]*Object, map[string]int, Diagnostics) {
 	results := make([]unitResult, len(units))
 	workers := min(runtime.GOMAXPROCS(0), len(units))
 	if workers <= 1 {
+		scratch := &fastScratch{}
 		for i, u := range units {
-			results[i] = decodeUnit(u)
+			results[i] = decodeUnit(u, scratch)
 		}
 	} else {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
+				scratch := &fastScratch{}
 				for {
 					i := int(next.Add(1) - 1)
 					if i >= len(units) {
 						return
 					}
-					results[i] = decodeUnit(units[i])
+					results[i] = decodeUnit(units[i], scratch)
 				}
 			})
 		}

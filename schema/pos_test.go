@@ -99,9 +99,38 @@ func TestPosOf(t *testing.T) {
 			t.Errorf("%s PosOf(%q) = %s, want %s", tc.obj.Ref(), tc.field, got, tc.want)
 		}
 	}
+	// PosOf on a List item parses only the item's lines.
+	svcB.PosOf("metadata")
+	if c := svcB.src.cache; c.lines != svcB.lines || svcB.lines[0] != 8 || len(c.docs) != 1 {
+		t.Errorf("PosOf on a List item parsed lines %v (%d documents), want from line 8 of the chunk", c.lines, len(c.docs))
+	}
 	d := svcB.Errorf("spec.ports[0].port", "port %d is reserved; use one of %s", 80, "8080, 8443")
 	if got, want := d.String(), "pos.yaml:41:13: spec.ports[0].port: port 80 is reserved; use one of 8080, 8443"; got != want {
 		t.Errorf("Errorf = %s, want %s", got, want)
+	}
+}
+
+// TestPosOfFlowList checks List items that cannot be parsed on their own
+// (flow style, several on a line), which fall back to the whole document.
+func TestPosOfFlowList(t *testing.T) {
+	src := lines(
+		`{"apiVersion": "v1", "kind": "List", "items": [`,
+		`  {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}},`,
+		`  {"apiVersion": "v1", "kind": "Namespace",`,
+		`   "metadata": {"name": "b", "labels": {"x": "y"}}}, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}`,
+		`]}`,
+	)
+	objs, _, diags := Decode("list.json", []byte(src))
+	if len(diags) > 0 || len(objs) != 3 {
+		t.Fatalf("%d objects, diagnostics %v", len(objs), diags)
+	}
+	for i, want := range []string{"list.json:2:66", "list.json:4:25", "list.json:4:117"} {
+		if got := objs[i].PosOf("metadata.name").String(); got != want {
+			t.Errorf("item %d: PosOf(metadata.name) = %s, want %s", i, got, want)
+		}
+	}
+	if got, want := objs[1].PosOf("metadata.labels.x").String(), "list.json:4:46"; got != want {
+		t.Errorf("PosOf(metadata.labels.x) = %s, want %s", got, want)
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
+	"time"
 	"sort"
 	"strings"
 
@@ -66,6 +69,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "output directory: one subdirectory per node (required)")
 	stats := fs.String("stats", "", "also write build statistics as JSON to this file")
 	quiet := fs.Bool("q", false, "print only errors")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	sizes := emit.DefaultSizes()
 	fs.IntVar(&sizes.IPCache, "map-size-ipcache", sizes.IPCache, "max entries of the ipcache map")
 	fs.IntVar(&sizes.Classes, "map-size-classes", sizes.Classes, "max entries of each node's classes map")
@@ -86,16 +90,31 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice compile: -o DIR is required")
 		return 2
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice compile: %v\n", err)
+			return 2
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
 	set, res, ok := cf.load(stdin, stderr)
 	if !ok {
 		return 1
 	}
+	resolved := time.Now()
+	// The decoded objects are not needed past this point; let them go
+	// before the memory-hungry lowering.
+	digest, objects := compiler.Digest(set), len(set.Objects)
+	set.Objects, set.Source = nil, nil
 	w, err := loader.NewOutputWriter(*out)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice compile: %v\n", err)
 		return 1
 	}
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: compiler.Digest(set), Sink: w.Write})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
@@ -113,7 +132,8 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if !*quiet {
-		summary(stderr, set, res, build, sizes, *out)
+		summary(stderr, set, objects, res, build, sizes, *out)
+		fmt.Fprintf(stderr, "time: %.2fs reading and resolving, %.2fs lowering and writing\n", resolved.Sub(start).Seconds(), time.Since(resolved).Seconds())
 	}
 	return 0
 }
@@ -122,14 +142,14 @@ type compilerResult struct {
 	cluster *ir.Cluster
 }
 
-func summary(w io.Writer, set *schema.Set, res *compilerResult, b *emit.Output, sizes emit.MapSizes, out string) {
+func summary(w io.Writer, set *schema.Set, objects int, res *compilerResult, b *emit.Output, sizes emit.MapSizes, out string) {
 	cl := res.cluster
 	var kinds []string
 	for k, n := range set.Read {
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 	}
 	sort.Strings(kinds)
-	fmt.Fprintf(w, "read %d objects from %d files: %s\n", len(set.Objects), set.Files, strings.Join(kinds, ", "))
+	fmt.Fprintf(w, "read %d objects from %d files: %s\n", objects, set.Files, strings.Join(kinds, ", "))
 	if len(set.Skipped) > 0 {
 		var sk []string
 		total := 0

@@ -84,10 +84,12 @@ func (g *gen) skewed() int {
 	switch n := g.r.IntN(100); {
 	case n < 55:
 		return g.between(1, 4)
-	case n < 88:
+	case n < 87:
 		return g.between(5, 20)
-	default:
+	case n < 98:
 		return g.between(21, 90)
+	default:
+		return g.between(100, 400)
 	}
 }
 

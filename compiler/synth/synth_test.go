@@ -820,6 +820,9 @@ func TestFullSpeed(t *testing.T) {
 	if st.Pods != Full().Pods || st.Endpoints != Full().Endpoints {
 		t.Errorf("full size: %d pods, %d endpoints; want %d, %d", st.Pods, st.Endpoints, Full().Pods, Full().Endpoints)
 	}
+	if st.EndpointSlices <= st.Services {
+		t.Errorf("full size: %d EndpointSlices for %d Services; want some Services spread over several slices", st.EndpointSlices, st.Services)
+	}
 	if d > 30*time.Second {
 		t.Errorf("full-size generation took %v, want a few seconds", d)
 	}
