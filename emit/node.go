@@ -25,26 +25,26 @@ type policyGroup struct {
 
 // class is a set of class keys that this node's rules cannot tell apart.
 type class struct {
-	id    uint32
-	keys  []int32
+	id       uint32
+	keys     []int32
 	sig      []int32 // matched alternatives, ascending; ownNodeAlt last if present
 	named    []ir.NamedPort
 	namedStr string
-	own   bool // the node's own addresses
+	own      bool // the node's own addresses
 }
 
 // nodePlan is the per-node lowering.
 type nodePlan struct {
-	p        *plan
-	node     string
-	idx      uint16
-	groups   []*policyGroup
-	classes  []*class // index = class id - 1
-	keyClass []uint32 // key index → class id (0: none)
-	altClass map[int32][]uint32
-	policy   []policyEntry
-	relevant map[uint32]bool // rule ids used on this node
-	classless int            // class keys of class 0
+	p         *plan
+	node      string
+	idx       uint16
+	groups    []*policyGroup
+	classes   []*class // index = class id - 1
+	keyClass  []uint32 // key index → class id (0: none)
+	altClass  map[int32][]uint32
+	policy    []policyEntry
+	relevant  map[uint32]bool // rule ids used on this node
+	classless int             // class keys of class 0
 }
 
 type policyEntry struct {

@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
-	"time"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
