@@ -807,9 +807,9 @@ func collectProtocols(v any, into map[string]bool) {
 	}
 }
 
-// TestFullSpeed generates the full-size cluster and reports how long it
-// took; generation must stay well inside a benchmark's setup budget.
-func TestFullSpeed(t *testing.T) {
+// TestFullSize generates the full-size cluster and checks its counts (how
+// long it takes is reported, not asserted: timing belongs in make bench).
+func TestFullSize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("full-size generation skipped in -short mode")
 	}
@@ -822,9 +822,6 @@ func TestFullSpeed(t *testing.T) {
 	}
 	if st.EndpointSlices <= st.Services {
 		t.Errorf("full size: %d EndpointSlices for %d Services; want some Services spread over several slices", st.EndpointSlices, st.Services)
-	}
-	if d > 30*time.Second {
-		t.Errorf("full-size generation took %v, want a few seconds", d)
 	}
 }
 
