@@ -112,3 +112,69 @@ func BenchmarkDecodePods(b *testing.B) {
 	b.ReportMetric(float64(per)/float64(parse), "x-yaml.v3-parse")
 	b.ReportMetric(float64(per)/float64(sigs), "x-sigs-yaml")
 }
+
+// podList turns the documents of podsYAML into one `kind: List`, as
+// `kubectl get pods -o yaml` prints: a single document, parsed by one
+// worker.
+func podList(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for _, doc := range bytes.Split(podsYAML(n), []byte("---\n"))[1:] {
+		for i, l := range bytes.SplitAfter(doc, []byte("\n")) {
+			if len(l) == 0 {
+				continue
+			}
+			if i == 0 {
+				b.WriteString("- ")
+			} else {
+				b.WriteString("  ")
+			}
+			b.Write(l)
+		}
+	}
+	b.WriteString("metadata:\n  resourceVersion: \"\"\n")
+	return b.Bytes()
+}
+
+// BenchmarkDecodePodList decodes the 5,000 Pods as one List document.
+func BenchmarkDecodePodList(b *testing.B) {
+	data := podList(5000)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		objs, _, ds := Decode("pods.yaml", data)
+		if len(ds) > 0 || len(objs) != 5000 {
+			b.Fatalf("%d objects, diagnostics: %v", len(objs), ds)
+		}
+	}
+}
+
+// BenchmarkDecodePodsFlow decodes the 5,000 Pods written in flow style
+// (JSON), which the fast path leaves to go.yaml.in/yaml/v3.
+func BenchmarkDecodePodsFlow(b *testing.B) {
+	var buf bytes.Buffer
+	for _, doc := range bytes.Split(podsYAML(5000), []byte("---\n"))[1:] {
+		var p corev1.Pod
+		if err := sigsyaml.Unmarshal(doc, &p); err != nil {
+			b.Fatal(err)
+		}
+		j, err := sigsyaml.Marshal(&p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		j, err = sigsyaml.YAMLToJSON(j)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf.WriteString("---\n")
+		buf.Write(j)
+		buf.WriteString("\n")
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		objs, _, ds := Decode("pods.json", data)
+		if len(ds) > 0 || len(objs) != 5000 {
+			b.Fatalf("%d objects, diagnostics: %v", len(objs), ds)
+		}
+	}
+}

@@ -17,7 +17,8 @@ import (
 //   - single-line plain, 'single-quoted' and "double-quoted" scalars
 //     without escapes, literal block scalars ("|", "|-"), and the empty
 //     flow collections {} and [];
-//   - comments, blank lines, a leading "---" line, and CRLF line ends.
+//   - comments, blank lines, a leading "---" line, and CRLF line ends;
+//   - documents that are strict JSON (see fastParser.json).
 //
 // Anchors, aliases, tags, folded block scalars, multi-line flow scalars, non-empty flow
 // collections, complex keys, directives, tabs and unusual line breaks all
@@ -57,10 +58,18 @@ func fastParse(data []byte, scratch *fastScratch) *yaml.Node {
 		return nil // empty documents are rare: let yaml.v3 shape them
 	}
 	l := p.lines[li]
-	root := p.block(li, l.start+l.indent)
-	if root == nil || p.failed || p.next(p.li) >= 0 || p.failed {
-		// Content the root did not take is an error for yaml.v3 to report.
-		return nil
+	var root *yaml.Node
+	if first := l.start + l.indent; p.s[first] == '{' || p.s[first] == '[' {
+		if root = p.json(first); root == nil {
+			return nil
+		}
+	} else {
+		root = p.block(li, first)
+		if root == nil || p.failed || p.next(p.li) >= 0 || p.failed {
+			// Content the root did not take is an error for yaml.v3 to
+			// report.
+			return nil
+		}
 	}
 	doc := p.node(yaml.DocumentNode, "", "", root.Line, root.Column)
 	base := p.push(root)
@@ -431,8 +440,17 @@ func (p *fastParser) isKey(li, off int) bool {
 }
 
 // scanKey returns the end of the key text at off and the offset after its
-// ":", or -1.
+// ":", or -1. Keys over 1000 bytes are refused: YAML limits simple keys to
+// 1024 characters.
 func (p *fastParser) scanKey(li, off int) (keyEnd, after int) {
+	keyEnd, after = p.scanKey1(li, off)
+	if keyEnd-off > 1000 {
+		return -1, 0
+	}
+	return keyEnd, after
+}
+
+func (p *fastParser) scanKey1(li, off int) (keyEnd, after int) {
 	l := p.lines[li]
 	s := p.s
 	if off >= l.end {

@@ -172,6 +172,8 @@ func FuzzFastParse(f *testing.F) {
 	}
 	f.Add(podsYAML(2))
 	f.Add([]byte(fastSeed))
+	f.Add([]byte(jsonSeed))
+	f.Add([]byte(strings.Replace(jsonSeed, ` \/`, "", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast := fastParse(data, nil)
 		if fast == nil {
@@ -233,4 +235,13 @@ spec:
         protocol: TCP
   volumes:
 status:
+`
+
+// jsonSeed exercises the JSON fast path.
+const jsonSeed = "---\r\n" + `{
+  "apiVersion": "v1", "kind":"Pod",
+  "metadata": {"name": "caf\u00e9 \"q\" \\ \n\t\b\f\r \u0000 \/", "labels": {}, "n": -1.5e+3, "z": 0,
+    "ü": "wörd", "t": true, "f": false, "x": null, "a": [], "b": [1, [2, {"c": "d"}]]
+  }
+}
 `
