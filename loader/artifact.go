@@ -198,6 +198,38 @@ type Artifact struct {
 	Files    map[string][]byte
 }
 
+// FromBuild makes an artifact from a build's in-memory files, checked as
+// if read from disk (for tests and for loading what was just compiled).
+func FromBuild(a *emit.Artifact) (*Artifact, error) {
+	files := map[string][]byte{}
+	for _, f := range a.Files {
+		files[f.Name] = f.Data
+	}
+	return fromFiles(a.Node, files)
+}
+
+func fromFiles(dir string, files map[string][]byte) (*Artifact, error) {
+	a := &Artifact{Dir: dir, Files: map[string][]byte{}}
+	if err := json.Unmarshal(files["manifest.json"], &a.Manifest); err != nil {
+		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
+	}
+	if a.Manifest.Format != emit.FormatVersion {
+		return nil, fmt.Errorf("%s: format %q is not %q, the one this sluice reads", dir, a.Manifest.Format, emit.FormatVersion)
+	}
+	for name, sum := range a.Manifest.Files {
+		data, ok := files[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: file %s of the manifest is missing", dir, name)
+		}
+		got := sha256.Sum256(data)
+		if hex.EncodeToString(got[:]) != sum {
+			return nil, fmt.Errorf("%s: %s has sha256 %s, the manifest says %s", dir, name, hex.EncodeToString(got[:]), sum)
+		}
+		a.Files[name] = data
+	}
+	return a, nil
+}
+
 // ErrNotArtifact is returned for a directory without manifest.json.
 var ErrNotArtifact = errors.New("not an artifact directory (no manifest.json)")
 
@@ -211,25 +243,19 @@ func ReadArtifact(dir string) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Artifact{Dir: dir, Files: map[string][]byte{}}
-	if err := json.Unmarshal(mb, &a.Manifest); err != nil {
+	var m emit.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
 		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
 	}
-	if a.Manifest.Format != emit.FormatVersion {
-		return nil, fmt.Errorf("%s: format %q is not %q, the one this sluice reads", dir, a.Manifest.Format, emit.FormatVersion)
-	}
-	for name, sum := range a.Manifest.Files {
+	files := map[string][]byte{"manifest.json": mb}
+	for name := range m.Files {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: file %s of the manifest: %w", dir, name, err)
 		}
-		got := sha256.Sum256(data)
-		if hex.EncodeToString(got[:]) != sum {
-			return nil, fmt.Errorf("%s: %s has sha256 %s, the manifest says %s", dir, name, hex.EncodeToString(got[:]), sum)
-		}
-		a.Files[name] = data
+		files[name] = data
 	}
-	return a, nil
+	return fromFiles(dir, files)
 }
 
 // ReadOutput reads every node artifact of a compile output directory

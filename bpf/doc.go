@@ -1,0 +1,37 @@
+// Package bpf is Sluice's datapath, written as Go functions that return
+// cilium/ebpf asm.Instructions with symbolic jump labels and map
+// references (no C, no clang): the compiler generates every program.
+//
+// # Programs
+//
+// Policy programs run on each pod's host-side veth, attached with TCX:
+// from-container (the pod's egress policy: local address = source) and
+// to-container (its ingress policy: local address = destination). Non-IPv4
+// traffic (ARP) passes. They make the lookups that emit.Sim specifies, in
+// the same order, against the maps of an artifact (layouts in package
+// emit): endpoints, ipcache, classes, policy.
+//
+// # Register conventions
+//
+//	R1-R5  arguments and scratch; clobbered by every helper call
+//	R6     the __sk_buff context for the whole program
+//	R7     packet data (skb->data), valid until a helper changes the packet
+//	R8     packet end (skb->data_end)
+//	R9     the endpoint's policy number, once looked up
+//	R0     helper results; the program's verdict at exit
+//
+// # Stack layout (offsets from R10, the frame pointer)
+//
+//	-8  .. -1    ipcache key: prefixlen u32, address [4]
+//	-16 .. -9    classes key: identity u32, region u16, peer node u16
+//	-32 .. -17   policy key: prefixlen u32, policy u32, class u32, dir u8, proto u8, port [2]BE
+//	-40 .. -37   the local (pod) address, endpoints key
+//	-44 .. -41   the peer address
+//	-46 .. -45   destination port (network order) or ICMP type in the high byte
+//	-47          IP protocol
+//	-52 .. -49   the endpoint's enforcement flag for this direction
+//
+// Every map key is written in full before a lookup, as the verifier
+// requires. Packet pointers are bounds-checked against R8 before each
+// load.
+package bpf

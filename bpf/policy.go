@@ -1,0 +1,222 @@
+package bpf
+
+import (
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluicenet/sluice/emit"
+)
+
+// TCX return codes.
+const (
+	TCXPass = 0
+	TCXDrop = 2
+)
+
+// Map names the programs reference; the loader binds them.
+const (
+	MapIPCache   = "ipcache"
+	MapClasses   = "classes"
+	MapPolicy    = "policy"
+	MapEndpoints = "endpoints"
+)
+
+// Direction of a policy program.
+type Direction uint8
+
+const (
+	// ToContainer enforces the pod's ingress policy (TCX egress of the
+	// host-side veth).
+	ToContainer Direction = Direction(emit.DirIngress)
+	// FromContainer enforces the pod's egress policy (TCX ingress of the
+	// host-side veth).
+	FromContainer Direction = Direction(emit.DirEgress)
+)
+
+func (d Direction) String() string {
+	if d == FromContainer {
+		return "from-container"
+	}
+	return "to-container"
+}
+
+// Stack offsets (see the package documentation).
+const (
+	stIPCacheKey  = -8
+	stClassKey    = -16
+	stPolicyKey   = -32
+	stLocal       = -40
+	stPeer        = -44
+	stPort        = -46
+	stProto       = -47
+	stEnforced    = -52
+	skbData       = 76
+	skbDataEnd    = 80
+	ethHdrLen     = 14
+	ipv4MinHdrLen = 20
+)
+
+// Labels.
+const (
+	lblPass    = "pass"
+	lblDrop    = "drop"
+	lblNoPorts = "no_ports"
+	lblLookup  = "lookup"
+	lblClass   = "have_class"
+	lblHit     = "policy_hit"
+	lblDefault = "default"
+)
+
+// PolicyProgram returns a policy program for one direction.
+func PolicyProgram(dir Direction) asm.Instructions {
+	var insns asm.Instructions
+	insns = append(insns, parseIPv4(dir)...)
+	insns = append(insns, lookupPolicy(dir)...)
+	insns = append(insns, verdicts()...)
+	return insns
+}
+
+// parseIPv4 loads Ethernet, IPv4 and the L4 port (or ICMP type) into the
+// stack slots; anything that is not IPv4 passes.
+func parseIPv4(dir Direction) asm.Instructions {
+	localOff, peerOff := int16(26), int16(30) // saddr, daddr: egress of the pod
+	if dir == ToContainer {
+		localOff, peerOff = 30, 26
+	}
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R7, asm.R6, skbData, asm.Word),
+		asm.LoadMem(asm.R8, asm.R6, skbDataEnd, asm.Word),
+		// Ethernet.
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, ethHdrLen),
+		asm.JGT.Reg(asm.R2, asm.R8, lblPass),
+		asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),
+		asm.JNE.Imm(asm.R2, 0x0008, lblPass), // ETH_P_IP, read in network order
+		// IPv4 fixed header.
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen),
+		asm.JGT.Reg(asm.R2, asm.R8, lblDrop),
+		asm.LoadMem(asm.R3, asm.R7, ethHdrLen+9, asm.Byte),
+		asm.StoreMem(asm.RFP, stProto, asm.R3, asm.Byte),
+		asm.LoadMem(asm.R4, asm.R7, localOff, asm.Word),
+		asm.StoreMem(asm.RFP, stLocal, asm.R4, asm.Word),
+		asm.LoadMem(asm.R4, asm.R7, peerOff, asm.Word),
+		asm.StoreMem(asm.RFP, stPeer, asm.R4, asm.Word),
+		asm.StoreImm(asm.RFP, stPort, 0, asm.Half),
+		// Later fragments carry no L4 header.
+		asm.LoadMem(asm.R4, asm.R7, ethHdrLen+6, asm.Half),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.And.Imm(asm.R4, 0x1fff),
+		asm.JNE.Imm(asm.R4, 0, lblNoPorts),
+		// L4 header at data + 14 + ihl*4.
+		asm.LoadMem(asm.R2, asm.R7, ethHdrLen, asm.Byte),
+		asm.And.Imm(asm.R2, 0x0f),
+		asm.LSh.Imm(asm.R2, 2),
+		asm.JLT.Imm(asm.R2, ipv4MinHdrLen, lblDrop),
+		asm.Mov.Reg(asm.R4, asm.R7),
+		asm.Add.Imm(asm.R4, ethHdrLen),
+		asm.Add.Reg(asm.R4, asm.R2),
+		asm.Mov.Reg(asm.R5, asm.R4),
+		asm.Add.Imm(asm.R5, 4),
+		asm.JGT.Reg(asm.R5, asm.R8, lblNoPorts),
+		asm.JEq.Imm(asm.R3, 6, "l4_ports"),   // TCP
+		asm.JEq.Imm(asm.R3, 17, "l4_ports"),  // UDP
+		asm.JEq.Imm(asm.R3, 132, "l4_ports"), // SCTP
+		asm.JEq.Imm(asm.R3, 1, "l4_icmp"),
+		asm.Ja.Label(lblNoPorts),
+		asm.LoadMem(asm.R5, asm.R4, 2, asm.Half).WithSymbol("l4_ports"),
+		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
+		asm.Ja.Label(lblNoPorts),
+		// The ICMP type goes in the high-order byte of the port field.
+		asm.LoadMem(asm.R5, asm.R4, 0, asm.Byte).WithSymbol("l4_icmp"),
+		asm.LSh.Imm(asm.R5, 8),
+		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(lblNoPorts),
+	}
+}
+
+// mapLookup calls bpf_map_lookup_elem(map, R10+keyOff).
+func mapLookup(name string, keyOff int32) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, 0).WithReference(name),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyOff),
+		asm.FnMapLookupElem.Call(),
+	}
+}
+
+// lookupPolicy resolves endpoint, peer class and verdict, as emit.Sim does.
+func lookupPolicy(dir Direction) asm.Instructions {
+	enforcedBit := int32(emit.EndpointIngressEnforced)
+	if dir == FromContainer {
+		enforcedBit = int32(emit.EndpointEgressEnforced)
+	}
+	var in asm.Instructions
+	// The local endpoint: not one of ours, not our business.
+	in = append(in, mapLookup(MapEndpoints, stLocal)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, lblPass),
+		asm.LoadMem(asm.R9, asm.R0, 4, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
+		asm.And.Imm(asm.R2, enforcedBit),
+		asm.StoreMem(asm.RFP, stEnforced, asm.R2, asm.Word),
+		// The peer: ipcache longest-prefix match.
+		asm.StoreImm(asm.RFP, stIPCacheKey, 32, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stPeer, asm.Word),
+		asm.StoreMem(asm.RFP, stIPCacheKey+4, asm.R2, asm.Word),
+	)
+	in = append(in, mapLookup(MapIPCache, stIPCacheKey)...)
+	in = append(in,
+		asm.Mov.Imm(asm.R3, 0),
+		asm.JEq.Imm(asm.R0, 0, lblClass),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, stClassKey, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Half),
+		asm.StoreMem(asm.RFP, stClassKey+4, asm.R2, asm.Half),
+		asm.Mov.Imm(asm.R2, int32(emit.NodeNone)),
+		asm.LoadMem(asm.R3, asm.R0, 12, asm.Byte),
+		asm.And.Imm(asm.R3, int32(emit.FlagNode)),
+		asm.JEq.Imm(asm.R3, 0, "peer_node_done"),
+		asm.LoadMem(asm.R2, asm.R0, 6, asm.Half),
+		asm.StoreMem(asm.RFP, stClassKey+6, asm.R2, asm.Half).WithSymbol("peer_node_done"),
+	)
+	in = append(in, mapLookup(MapClasses, stClassKey)...)
+	in = append(in,
+		asm.Mov.Imm(asm.R3, 0),
+		asm.JEq.Imm(asm.R0, 0, lblClass),
+		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
+		// The policy key.
+		asm.StoreImm(asm.RFP, stPolicyKey, 96, asm.Word).WithSymbol(lblClass),
+		asm.StoreMem(asm.RFP, stPolicyKey+4, asm.R9, asm.Word),
+		asm.StoreMem(asm.RFP, stPolicyKey+8, asm.R3, asm.Word),
+		asm.StoreImm(asm.RFP, stPolicyKey+12, int64(dir), asm.Byte),
+		asm.LoadMem(asm.R2, asm.RFP, stProto, asm.Byte),
+		asm.StoreMem(asm.RFP, stPolicyKey+13, asm.R2, asm.Byte),
+		asm.LoadMem(asm.R2, asm.RFP, stPort, asm.Half),
+		asm.StoreMem(asm.RFP, stPolicyKey+14, asm.R2, asm.Half),
+	)
+	in = append(in, mapLookup(MapPolicy, stPolicyKey)...)
+	in = append(in,
+		asm.JNE.Imm(asm.R0, 0, lblHit),
+		// Missed for the class: the function most classes share.
+		asm.StoreImm(asm.RFP, stPolicyKey+8, -1, asm.Word),
+	)
+	in = append(in, mapLookup(MapPolicy, stPolicyKey)...)
+	in = append(in, asm.JEq.Imm(asm.R0, 0, lblDefault))
+	return in
+}
+
+func verdicts() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(lblHit),
+		asm.JEq.Imm(asm.R2, int32(emit.ActionAllow), lblPass),
+		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDrop),
+		// ActionNone, or no entry: the endpoint's default.
+		asm.LoadMem(asm.R2, asm.RFP, stEnforced, asm.Word).WithSymbol(lblDefault),
+		asm.JNE.Imm(asm.R2, 0, lblDrop),
+		asm.Mov.Imm(asm.R0, TCXPass).WithSymbol(lblPass),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, TCXDrop).WithSymbol(lblDrop),
+		asm.Return(),
+	}
+}

@@ -1,0 +1,90 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluicenet/sluice/bpf"
+)
+
+// Datapath is an artifact made live: its maps filled and its programs
+// loaded (through the verifier), not attached.
+type Datapath struct {
+	Maps     map[string]*ebpf.Map
+	Programs map[string]*ebpf.Program
+	Specs    map[string]*ebpf.ProgramSpec
+}
+
+// Close releases the kernel objects.
+func (d *Datapath) Close() {
+	for _, p := range d.Programs {
+		p.Close()
+	}
+	for _, m := range d.Maps {
+		m.Close()
+	}
+}
+
+// ErrPrivilege says the machine does not let this process use BPF.
+var ErrPrivilege = errors.New("BPF needs root (CAP_BPF and CAP_NET_ADMIN): run as root")
+
+// ProgramSpecs returns the programs of a node's datapath.
+func ProgramSpecs() map[string]*ebpf.ProgramSpec {
+	out := map[string]*ebpf.ProgramSpec{}
+	for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
+		name := strings.ReplaceAll(dir.String(), "-", "_")
+		out[dir.String()] = &ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.PolicyProgram(dir)}
+	}
+	return out
+}
+
+func mapType(t string) (ebpf.MapType, error) {
+	switch t {
+	case "lpm_trie":
+		return ebpf.LPMTrie, nil
+	case "hash":
+		return ebpf.Hash, nil
+	}
+	return 0, fmt.Errorf("unknown map type %q", t)
+}
+
+// LoadArtifact creates the maps of a verified artifact, fills them from
+// their images, and loads the programs. Nothing is attached or pinned.
+func LoadArtifact(a *Artifact) (*Datapath, error) {
+	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs()}
+	for _, m := range a.Manifest.Maps {
+		typ, err := mapType(m.Type)
+		if err != nil {
+			return nil, fmt.Errorf("map %s: %w", m.Name, err)
+		}
+		data := a.Files[m.File]
+		rec := m.KeySize + m.ValueSize
+		if rec == 0 || len(data)%rec != 0 {
+			return nil, fmt.Errorf("map %s: %d bytes is not a whole number of %d-byte records", m.Name, len(data), rec)
+		}
+		spec := &ebpf.MapSpec{Name: m.Name, Type: typ, KeySize: uint32(m.KeySize), ValueSize: uint32(m.ValueSize),
+			MaxEntries: uint32(max(m.MaxEntries, 1)), Flags: m.Flags}
+		for off := 0; off < len(data); off += rec {
+			spec.Contents = append(spec.Contents, ebpf.MapKV{Key: data[off : off+m.KeySize], Value: data[off+m.KeySize : off+rec]})
+		}
+		cs.Maps[m.Name] = spec
+	}
+	coll, err := ebpf.NewCollection(cs)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
+		}
+		return nil, err
+	}
+	return &Datapath{Maps: coll.Maps, Programs: coll.Programs, Specs: cs.Programs}, nil
+}
+
+// ProgramListing renders a program as text, for the artifact and reviews.
+func ProgramListing(insns asm.Instructions) string {
+	return fmt.Sprintf("%v", insns)
+}
