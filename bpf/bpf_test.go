@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/compiler"
+	"github.com/sluicenet/sluice/compiler/compilertest"
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/emit/emittest"
 	"github.com/sluicenet/sluice/ir"
@@ -78,6 +79,13 @@ func compileDir(t *testing.T, paths ...string) (*ir.Cluster, *emit.Output) {
 func TestPolicyProgramsAgreeWithEvaluator(t *testing.T) {
 	requireBPF(t)
 	cl, out := compileDir(t, "../examples/seed")
+	checkKernel(t, cl, out)
+}
+
+// checkKernel runs every local pod's programs on a probe packet from and
+// to every probe peer and port, and compares with the evaluator.
+func checkKernel(t *testing.T, cl *ir.Cluster, out *emit.Output) {
+	t.Helper()
 	ev := ir.NewEvaluator(cl)
 	addrs, ports := emittest.Probes(cl)
 	for _, a := range out.Artifacts {
@@ -127,6 +135,31 @@ func TestPolicyProgramsAgreeWithEvaluator(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("node %s: %d packets through the kernel", a.Node, checked)
+		if testing.Verbose() {
+			t.Logf("node %s: %d packets through the kernel", a.Node, checked)
+		}
+	}
+}
+
+// Every semantics case, through the kernel: the programs must agree with
+// the evaluator on every local pod, peer and probe port.
+func TestPolicyCasesInTheKernel(t *testing.T) {
+	requireBPF(t)
+	cases := append(append([]compilertest.Case(nil), compilertest.NetworkPolicyCases...), compilertest.CiliumPolicyCases...)
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			manifests := strings.Join(append([]string{compilertest.Fixture()}, tc.Policies...), "\n---\n")
+			set, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(manifests), compiler.Options{})
+			if len(diags) > 0 {
+				var b strings.Builder
+				diags.Format(&b, 10, set.Source)
+				t.Fatal(b.String())
+			}
+			out, err := emit.Build(cl, emit.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkKernel(t, cl, out)
+		})
 	}
 }

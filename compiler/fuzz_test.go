@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicenet/sluice/compiler/compilertest"
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/schema"
 )
@@ -22,8 +23,8 @@ func FuzzCompile(f *testing.F) {
 			f.Add(string(data))
 		}
 	}
-	f.Add(fixture() + "\n---\n" + np("x", "p", "podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.1.0.0/16, except: [10.1.0.16/29]}\n  ports: [{port: http}, {port: 80, endPort: 90}]"))
-	f.Add(fixture() + "\n---\n" + cnp("x", "c", "endpointSelector: {}\ningressDeny: [{fromEntities: [world]}]\negress:\n- toCIDRSet: [{cidr: 0.0.0.0/0, except: [10.0.0.0/8]}]\n  toPorts: [{ports: [{port: \"53\", protocol: ANY}]}]\n- icmps: [{fields: [{type: EchoRequest}]}]"))
+	f.Add(compilertest.Fixture() + "\n---\n" + compilertest.NP("x", "p", "podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.1.0.0/16, except: [10.1.0.16/29]}\n  ports: [{port: http}, {port: 80, endPort: 90}]"))
+	f.Add(compilertest.Fixture() + "\n---\n" + compilertest.CNP("x", "c", "endpointSelector: {}\ningressDeny: [{fromEntities: [world]}]\negress:\n- toCIDRSet: [{cidr: 0.0.0.0/0, except: [10.0.0.0/8]}]\n  toPorts: [{ports: [{port: \"53\", protocol: ANY}]}]\n- icmps: [{fields: [{type: EchoRequest}]}]"))
 	f.Add("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, clusterIP: 10.96.0.9, ports: [{port: 80, nodePort: 30080}], selector: {a: b}}")
 	f.Fuzz(func(t *testing.T, manifests string) {
 		set, diags := schema.Load([]string{"-"}, strings.NewReader(manifests))

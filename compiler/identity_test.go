@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sluicenet/sluice/compiler/compilertest"
 	"github.com/sluicenet/sluice/ir"
 )
 
@@ -17,8 +18,8 @@ func identitiesByLabels(cl *ir.Cluster) map[string]uint32 {
 
 // Adding or removing an unrelated workload renumbers no other identity.
 func TestIdentityStability(t *testing.T) {
-	base := compileYAML(t, fixture())
-	more := compileYAML(t, fixture(), `apiVersion: v1
+	base := compileYAML(t, compilertest.Fixture())
+	more := compileYAML(t, compilertest.Fixture(), `apiVersion: v1
 kind: Namespace
 metadata: {name: w, labels: {team: new}}
 ---
@@ -46,7 +47,7 @@ status: {podIP: 10.1.0.99}`)
 		}
 	}
 	// The identity is a function of the labels alone.
-	again := compileYAML(t, fixture())
+	again := compileYAML(t, compilertest.Fixture())
 	for labels, id := range identitiesByLabels(again) {
 		if b[labels] != id {
 			t.Errorf("recompiling changed the identity of %s", labels)

@@ -45,16 +45,26 @@ func (p *fastParser) json(off int) *yaml.Node {
 type jsonParser struct {
 	*fastParser
 	off       int
-	line      int // 1-based line of off
-	lineStart int // offset where that line starts
-	ascii     bool
+	line      int  // 1-based line of off
+	lineStart int  // offset where that line starts
+	ascii     bool // no multi-byte characters on the line so far
+
+	colOff, colRunes int // characters from lineStart to colOff
 }
 
+// col returns the 1-based column of j.off in characters. Offsets only grow
+// within a line, so characters are counted from the last call on: a long
+// single-line document stays linear.
 func (j *jsonParser) col() int {
 	if j.ascii {
 		return j.off - j.lineStart + 1
 	}
-	return utf8.RuneCountInString(j.s[j.lineStart:j.off]) + 1
+	if j.colOff < j.lineStart {
+		j.colOff, j.colRunes = j.lineStart, 0
+	}
+	j.colRunes += utf8.RuneCountInString(j.s[j.colOff:j.off])
+	j.colOff = j.off
+	return j.colRunes + 1
 }
 
 // space skips JSON white space other than tabs, and reports false on a

@@ -20,11 +20,12 @@ import (
 //   - comments, blank lines, a leading "---" line, and CRLF line ends;
 //   - documents that are strict JSON (see fastParser.json).
 //
-// Anchors, aliases, tags, folded block scalars, multi-line flow scalars, non-empty flow
-// collections, complex keys, directives, tabs and unusual line breaks all
-// fall back. For input it accepts it must build exactly the tree yaml.v3
-// builds (comments aside): kinds, tags, values, styles, lines and columns.
-// FuzzFastParse checks that against yaml.v3.
+// Anchors, aliases, tags, folded block scalars, multi-line flow scalars,
+// non-empty flow collections outside JSON documents, complex keys,
+// directives, tabs and unusual line breaks all fall back. For input it
+// accepts it must build exactly the tree yaml.v3 builds (comments aside):
+// kinds, tags, values, styles, lines and columns. FuzzFastParse checks that
+// against yaml.v3, and TestCorpus on the published manifests.
 //
 // scratch, when not nil, is reused for the nodes and line table: the
 // returned tree is then valid only until the next call with the same
