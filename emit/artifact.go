@@ -43,6 +43,9 @@ type Options struct {
 	// built (from several goroutines); Build then keeps only its Stats,
 	// so that memory does not grow with the number of nodes.
 	Sink func(*Artifact) error
+	// Shared are extra files, the same on every node (the programs'
+	// listings), by file name.
+	Shared map[string][]byte
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -137,6 +140,14 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		return nil, err
 	}
 	shared := p.sharedFiles(lbs)
+	extra := make([]string, 0, len(opts.Shared))
+	for name := range opts.Shared {
+		extra = append(extra, name)
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		shared = append(shared, &File{Name: name, Data: opts.Shared[name], Shared: true})
+	}
 	for _, f := range shared {
 		f.Sum() // before the workers share them
 	}

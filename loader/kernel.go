@@ -86,5 +86,11 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 
 // ProgramListing renders a program as text, for the artifact and reviews.
 func ProgramListing(insns asm.Instructions) string {
-	return fmt.Sprintf("%v", insns)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d instructions\n", len(insns))
+	for _, line := range strings.Split(fmt.Sprintf("%v", insns), "\n") {
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n"
 }

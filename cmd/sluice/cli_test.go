@@ -142,3 +142,30 @@ func TestCompileReplacesOutput(t *testing.T) {
 		t.Errorf("dump: rc %d %s\n%s", rc, errs, stdout)
 	}
 }
+
+func TestVerify(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sluice verify needs root, and CI=true makes a missing privilege a failure")
+		}
+		t.Skip("sluice verify needs root (CAP_BPF)")
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
+		t.Fatal(errs)
+	}
+	stdout, errs, rc := sluice(t, "", "verify", out)
+	if rc != 0 {
+		t.Fatalf("verify: rc %d\n%s%s", rc, stdout, errs)
+	}
+	for _, want := range []string{"node master: loaded", "node worker-2: loaded", "program to-container", "map policy"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, stdout)
+		}
+	}
+	// A tampered artifact is refused before anything is loaded.
+	os.WriteFile(filepath.Join(out, "worker-2", "maps", "policy.bin"), []byte("tampered"), 0o644)
+	if _, errs, rc := sluice(t, "", "verify", filepath.Join(out, "worker-2")); rc != 1 || !strings.Contains(errs, "maps/policy.bin has sha256") {
+		t.Errorf("tampered artifact: rc %d\n%s", rc, errs)
+	}
+}

@@ -114,7 +114,11 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice compile: %v\n", err)
 		return 1
 	}
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write})
+	listings := map[string][]byte{}
+	for name, spec := range loader.ProgramSpecs() {
+		listings["programs/"+name+".txt"] = []byte(loader.ProgramListing(spec.Instructions))
+	}
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, Shared: listings})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)

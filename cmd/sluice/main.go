@@ -18,6 +18,7 @@ Usage:
   sluice trace -f PATH... --matrix [--port PORT/PROTO...] [-o tsv|table|json]
   sluice dump DIR [--map NAME]                print an artifact as the cilium CLI would
   sluice diff OLD NEW [-o text|json]          what changed in access and routing
+  sluice verify DIR                           load an artifact's maps and programs into the kernel (no attach)
   sluice version
 
 Run "sluice COMMAND -h" for the flags of a command.
@@ -44,6 +45,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDump(args[1:], stdout, stderr)
 	case "diff":
 		return cmdDiff(args[1:], stdin, stdout, stderr)
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
