@@ -45,6 +45,7 @@ type nodePlan struct {
 	policy    []policyEntry
 	relevant  map[uint32]bool // rule ids used on this node
 	classless int             // class keys of class 0
+	touched   []bool          // scratch for lowerGroup, by class id
 }
 
 type policyEntry struct {
@@ -252,7 +253,11 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 		return
 	}
 	var wildcard []*ir.Rule
-	touched := map[uint32]bool{}
+	if len(np.touched) != len(np.classes)+1 {
+		np.touched = make([]bool, len(np.classes)+1)
+	}
+	touched := np.touched
+	clear(touched)
 	for _, r := range rules {
 		if len(r.Peers) == 0 {
 			wildcard = append(wildcard, r)
@@ -321,9 +326,8 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 	// Weigh each function by the class keys it covers: class 0 stands for
 	// every key of no class.
 	fns := make([]*verdictFn, len(np.classes)+1) // by class id; 0 is class 0
-	count := map[*verdictFn]int{}
 	fns[0] = untouched
-	count[untouched] += 1 + np.classless
+	untouched.weight += 1 + np.classless
 	for _, c := range np.classes {
 		f := untouched
 		if touched[c.id] {
@@ -340,13 +344,13 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 			f = fnOf(matching, implicit && c.own, named, namedStr)
 		}
 		fns[c.id] = f
-		count[f] += len(c.keys)
+		f.weight += len(c.keys)
 	}
 	// The background is the most common function; ties go to the one
 	// whose key sorts first, for determinism.
 	var bg *verdictFn
-	for f, n := range count {
-		if bg == nil || n > count[bg] || (n == count[bg] && f.key < bg.key) {
+	for _, f := range memo {
+		if bg == nil || f.weight > bg.weight || (f.weight == bg.weight && f.key < bg.key) {
 			bg = f
 		}
 	}
@@ -368,9 +372,10 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 // of protocols outside dims (and without ports); dims holds, per protocol,
 // segments covering 0..65535.
 type verdictFn struct {
-	key   string
-	other PolicyValue
-	dims  []protoSegs
+	key    string
+	weight int // class keys that have this function
+	other  PolicyValue
+	dims   []protoSegs
 }
 
 type protoSegs struct {
