@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -99,6 +100,11 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	// A soft heap limit keeps a large compile inside a CI runner's memory
+	// at a small cost in GC; GOMEMLIMIT overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	start := time.Now()
 	set, res, ok := cf.load(stdin, stderr)
 	if !ok {
@@ -141,6 +147,9 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// defaultMemoryLimit is sluice compile's soft heap limit.
+const defaultMemoryLimit = 900 << 20
 
 type compilerResult struct {
 	cluster *ir.Cluster
