@@ -59,6 +59,21 @@ func packet(src, dst netip.Addr, proto ir.Proto, port uint16) []byte {
 	return b
 }
 
+// ctKeyOf is the conntrack key that a probe packet creates.
+func ctKeyOf(q ir.Query, dir bpf.Direction) []byte {
+	key := make([]byte, bpf.CTKeySize)
+	s, d := q.Src.As4(), q.Dst.As4()
+	copy(key[0:], s[:])
+	copy(key[4:], d[:])
+	switch q.Proto {
+	case ir.ProtoTCP, ir.ProtoUDP, ir.ProtoSCTP:
+		binary.BigEndian.PutUint16(key[8:], 40000)
+		binary.BigEndian.PutUint16(key[10:], q.Port)
+	}
+	key[12], key[13] = byte(q.Proto), byte(dir)
+	return key
+}
+
 func compileDir(t *testing.T, paths ...string) (*ir.Cluster, *emit.Output) {
 	t.Helper()
 	set, cl, diags := compiler.Load(paths, strings.NewReader(""), compiler.Options{})
@@ -123,6 +138,9 @@ func checkKernel(t *testing.T, cl *ir.Cluster, out *emit.Output) {
 						if err != nil {
 							t.Fatalf("run: %v", err)
 						}
+						if ret == bpf.TCXPass { // every probe must be a first packet
+							dp.Maps[bpf.MapConntrack].Delete(ctKeyOf(q, dir))
+						}
 						wantRet := uint32(bpf.TCXPass)
 						if want.Verdict == ir.Deny {
 							wantRet = bpf.TCXDrop
@@ -161,5 +179,128 @@ func TestPolicyCasesInTheKernel(t *testing.T) {
 			}
 			checkKernel(t, cl, out)
 		})
+	}
+}
+
+// tcp builds a TCP segment with ports and flags.
+func tcp(src, dst netip.Addr, sport, dport uint16, flags byte) []byte {
+	b := packet(src, dst, ir.ProtoTCP, dport)
+	binary.BigEndian.PutUint16(b[34:], sport)
+	b[34+13] = flags
+	return b
+}
+
+// Replies of an allowed connection pass through conntrack even where
+// policy would deny them; new connections still meet policy.
+func TestConntrack(t *testing.T) {
+	requireBPF(t)
+	cl, out := compileDir(t, "../examples/seed")
+	ev := ir.NewEvaluator(cl)
+	var worker1 *emit.Artifact
+	for _, a := range out.Artifacts {
+		if a.Node == "worker-1" {
+			worker1 = a
+		}
+	}
+	la, err := loader.FromBuild(worker1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := loader.LoadArtifact(la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	public, client := netip.MustParseAddr("10.0.1.13"), netip.MustParseAddr("10.0.2.14")
+	if ev.Endpoint(public).Key() != "default/public" || ev.Endpoint(client).Key() != "default/client" {
+		t.Fatal("the seed example changed: default/public or default/client moved")
+	}
+	from, to := dp.Programs[bpf.FromContainer.String()], dp.Programs[bpf.ToContainer.String()]
+	run := func(p *ebpf.Program, data []byte) uint32 {
+		t.Helper()
+		ret, err := p.Run(&ebpf.RunOptions{Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ret
+	}
+	const syn, synack, ack, fin = 0x02, 0x12, 0x10, 0x11
+	// public accepts only world: client cannot open a connection to it.
+	if got := run(to, tcp(client, public, 40000, 80, syn)); got != bpf.TCXDrop {
+		t.Fatalf("client -> public SYN: %d, want drop", got)
+	}
+	// Without a connection, a SYN-ACK from client is dropped too.
+	if got := run(to, tcp(client, public, 8080, 41000, synack)); got != bpf.TCXDrop {
+		t.Fatalf("unsolicited SYN-ACK: %d, want drop", got)
+	}
+	// public opens a connection to client: allowed, tracked.
+	if got := run(from, tcp(public, client, 41000, 8080, syn)); got != bpf.TCXPass {
+		t.Fatalf("public -> client SYN: %d, want pass", got)
+	}
+	// The reply passes public's ingress although policy denies client.
+	if got := run(to, tcp(client, public, 8080, 41000, synack)); got != bpf.TCXPass {
+		t.Fatalf("reply SYN-ACK: %d, want pass", got)
+	}
+	if got := run(from, tcp(public, client, 41000, 8080, ack)); got != bpf.TCXPass {
+		t.Fatalf("ACK of the tracked connection: %d, want pass", got)
+	}
+	// Only that 5-tuple: another port of client is still a new connection.
+	if got := run(to, tcp(client, public, 8080, 41001, synack)); got != bpf.TCXDrop {
+		t.Fatalf("SYN-ACK to another port: %d, want drop", got)
+	}
+	if got := run(to, tcp(client, public, 40001, 80, syn)); got != bpf.TCXDrop {
+		t.Fatalf("new client -> public SYN: %d, want drop", got)
+	}
+	// The entry: keyed in the first packet's direction, established.
+	ct := dp.Maps[bpf.MapConntrack]
+	key := make([]byte, bpf.CTKeySize)
+	p4, c4 := public.As4(), client.As4()
+	copy(key[0:], p4[:])
+	copy(key[4:], c4[:])
+	binary.BigEndian.PutUint16(key[8:], 41000)
+	binary.BigEndian.PutUint16(key[10:], 8080)
+	key[12], key[13] = 6, byte(bpf.FromContainer)
+	val := make([]byte, bpf.CTValueSize)
+	if err := ct.Lookup(key, val); err != nil {
+		t.Fatalf("conntrack entry of public -> client: %v", err)
+	}
+	expires := binary.LittleEndian.Uint64(val)
+	// FIN closes it: the entry is marked and will run out soon.
+	if got := run(to, tcp(client, public, 8080, 41000, fin)); got != bpf.TCXPass {
+		t.Fatalf("FIN: %d, want pass", got)
+	}
+	if err := ct.Lookup(key, val); err != nil {
+		t.Fatal(err)
+	}
+	if binary.LittleEndian.Uint32(val[8:]) != bpf.CTFlagClosing {
+		t.Errorf("after FIN the entry is not marked closing: flags %#x", binary.LittleEndian.Uint32(val[8:]))
+	}
+	if closing := binary.LittleEndian.Uint64(val); closing >= expires {
+		t.Errorf("after FIN the entry expires at %d, not sooner than the established %d", closing, expires)
+	}
+	// UDP replies and ICMP echo replies are tracked as well.
+	udp := func(src, dst netip.Addr, sport, dport uint16) []byte {
+		b := packet(src, dst, ir.ProtoUDP, dport)
+		binary.BigEndian.PutUint16(b[34:], sport)
+		return b
+	}
+	if got := run(to, udp(client, public, 53, 5353)); got != bpf.TCXDrop {
+		t.Fatalf("unsolicited UDP: %d, want drop", got)
+	}
+	run(from, udp(public, client, 5353, 53))
+	if got := run(to, udp(client, public, 53, 5353)); got != bpf.TCXPass {
+		t.Fatalf("UDP reply: %d, want pass", got)
+	}
+	echo := func(src, dst netip.Addr, typ byte, id uint16) []byte {
+		b := packet(src, dst, ir.ProtoICMP, uint16(typ))
+		binary.BigEndian.PutUint16(b[34+4:], id)
+		return b
+	}
+	if got := run(to, echo(client, public, 0, 7)); got != bpf.TCXDrop {
+		t.Fatalf("unsolicited echo reply: %d, want drop", got)
+	}
+	run(from, echo(public, client, 8, 7))
+	if got := run(to, echo(client, public, 0, 7)); got != bpf.TCXPass {
+		t.Fatalf("echo reply: %d, want pass", got)
 	}
 }

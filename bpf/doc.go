@@ -7,17 +7,19 @@
 // Policy programs run on each pod's host-side veth, attached with TCX:
 // from-container (the pod's egress policy: local address = source) and
 // to-container (its ingress policy: local address = destination). Non-IPv4
-// traffic (ARP) passes. They make the lookups that emit.Sim specifies, in
-// the same order, against the maps of an artifact (layouts in package
-// emit): endpoints, ipcache, classes, policy.
+// traffic (ARP) passes. A packet of a tracked connection — the rest of an
+// allowed one, or a reply — passes on a conntrack hit (see conntrack.go).
+// Otherwise the program makes the lookups that emit.Sim specifies, in the
+// same order, against the maps of an artifact (layouts in package emit):
+// endpoints, ipcache, classes, policy; an allowed first packet creates the
+// conntrack entry.
 //
 // # Register conventions
 //
 //	R1-R5  arguments and scratch; clobbered by every helper call
 //	R6     the __sk_buff context for the whole program
-//	R7     packet data (skb->data), valid until a helper changes the packet
-//	R8     packet end (skb->data_end)
-//	R9     the endpoint's policy number, once looked up
+//	R7     packet data (skb->data) while parsing; then a conntrack value
+//	R8     packet end (skb->data_end) while parsing
 //	R0     helper results; the program's verdict at exit
 //
 // # Stack layout (offsets from R10, the frame pointer)
@@ -29,7 +31,13 @@
 //	-44 .. -41   the peer address
 //	-46 .. -45   destination port (network order) or ICMP type in the high byte
 //	-47          IP protocol
+//	-48          TCP flags
 //	-52 .. -49   the endpoint's enforcement flag for this direction
+//	-56 .. -53   the endpoint's policy number
+//	-58 .. -57   source port (network order), or the ICMP echo identifier
+//	-60 .. -59   destination port for conntrack, or the ICMP echo identifier
+//	-80 .. -65   conntrack key
+//	-96 .. -81   conntrack value being created
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

@@ -48,7 +48,13 @@ const (
 	stPeer        = -44
 	stPort        = -46
 	stProto       = -47
+	stTCPFlags    = -48
 	stEnforced    = -52
+	stPolicyID    = -56
+	stSport       = -58
+	stCTDport     = -60
+	stCTKey       = -80
+	stCTValue     = -96
 	skbData       = 76
 	skbDataEnd    = 80
 	ethHdrLen     = 14
@@ -64,14 +70,18 @@ const (
 	lblClass   = "have_class"
 	lblHit     = "policy_hit"
 	lblDefault = "default"
+	lblCreate  = "ct_create"
 )
 
 // PolicyProgram returns a policy program for one direction.
 func PolicyProgram(dir Direction) asm.Instructions {
 	var insns asm.Instructions
 	insns = append(insns, parseIPv4(dir)...)
+	insns = append(insns, lookupEndpoint(dir)...)
+	insns = append(insns, ctLookup(dir)...)
 	insns = append(insns, lookupPolicy(dir)...)
 	insns = append(insns, verdicts()...)
+	insns = append(insns, ctCreate(dir)...)
 	return insns
 }
 
@@ -103,6 +113,9 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.LoadMem(asm.R4, asm.R7, peerOff, asm.Word),
 		asm.StoreMem(asm.RFP, stPeer, asm.R4, asm.Word),
 		asm.StoreImm(asm.RFP, stPort, 0, asm.Half),
+		asm.StoreImm(asm.RFP, stSport, 0, asm.Half),
+		asm.StoreImm(asm.RFP, stCTDport, 0, asm.Half),
+		asm.StoreImm(asm.RFP, stTCPFlags, 0, asm.Byte),
 		// Later fragments carry no L4 header.
 		asm.LoadMem(asm.R4, asm.R7, ethHdrLen+6, asm.Half),
 		asm.HostTo(asm.BE, asm.R4, asm.Half),
@@ -117,20 +130,36 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.Add.Imm(asm.R4, ethHdrLen),
 		asm.Add.Reg(asm.R4, asm.R2),
 		asm.Mov.Reg(asm.R5, asm.R4),
-		asm.Add.Imm(asm.R5, 4),
+		asm.Add.Imm(asm.R5, 8),
 		asm.JGT.Reg(asm.R5, asm.R8, lblNoPorts),
-		asm.JEq.Imm(asm.R3, 6, "l4_ports"),   // TCP
+		asm.JEq.Imm(asm.R3, 6, "l4_tcp"),
 		asm.JEq.Imm(asm.R3, 17, "l4_ports"),  // UDP
 		asm.JEq.Imm(asm.R3, 132, "l4_ports"), // SCTP
 		asm.JEq.Imm(asm.R3, 1, "l4_icmp"),
 		asm.Ja.Label(lblNoPorts),
-		asm.LoadMem(asm.R5, asm.R4, 2, asm.Half).WithSymbol("l4_ports"),
+		// TCP flags, when the header is all there.
+		asm.Mov.Reg(asm.R5, asm.R4).WithSymbol("l4_tcp"),
+		asm.Add.Imm(asm.R5, 14),
+		asm.JGT.Reg(asm.R5, asm.R8, "l4_ports"),
+		asm.LoadMem(asm.R5, asm.R4, 13, asm.Byte),
+		asm.StoreMem(asm.RFP, stTCPFlags, asm.R5, asm.Byte),
+		asm.LoadMem(asm.R5, asm.R4, 0, asm.Half).WithSymbol("l4_ports"),
+		asm.StoreMem(asm.RFP, stSport, asm.R5, asm.Half),
+		asm.LoadMem(asm.R5, asm.R4, 2, asm.Half),
 		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
+		asm.StoreMem(asm.RFP, stCTDport, asm.R5, asm.Half),
 		asm.Ja.Label(lblNoPorts),
-		// The ICMP type goes in the high-order byte of the port field.
+		// The ICMP type goes in the high-order byte of the port field;
+		// echo request and reply track by their identifier.
 		asm.LoadMem(asm.R5, asm.R4, 0, asm.Byte).WithSymbol("l4_icmp"),
+		asm.Mov.Reg(asm.R2, asm.R5),
 		asm.LSh.Imm(asm.R5, 8),
 		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
+		asm.JEq.Imm(asm.R2, 8, "l4_echo"),
+		asm.JNE.Imm(asm.R2, 0, lblNoPorts),
+		asm.LoadMem(asm.R5, asm.R4, 4, asm.Half).WithSymbol("l4_echo"),
+		asm.StoreMem(asm.RFP, stSport, asm.R5, asm.Half),
+		asm.StoreMem(asm.RFP, stCTDport, asm.R5, asm.Half),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(lblNoPorts),
 	}
 }
@@ -145,21 +174,29 @@ func mapLookup(name string, keyOff int32) asm.Instructions {
 	}
 }
 
-// lookupPolicy resolves endpoint, peer class and verdict, as emit.Sim does.
-func lookupPolicy(dir Direction) asm.Instructions {
+// lookupEndpoint finds the local pod: a packet of an address that is not
+// one of this node's endpoints is not this program's business.
+func lookupEndpoint(dir Direction) asm.Instructions {
 	enforcedBit := int32(emit.EndpointIngressEnforced)
 	if dir == FromContainer {
 		enforcedBit = int32(emit.EndpointEgressEnforced)
 	}
-	var in asm.Instructions
-	// The local endpoint: not one of ours, not our business.
-	in = append(in, mapLookup(MapEndpoints, stLocal)...)
-	in = append(in,
+	in := mapLookup(MapEndpoints, stLocal)
+	return append(in,
 		asm.JEq.Imm(asm.R0, 0, lblPass),
-		asm.LoadMem(asm.R9, asm.R0, 4, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word),
+		asm.StoreMem(asm.RFP, stPolicyID, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
 		asm.And.Imm(asm.R2, enforcedBit),
 		asm.StoreMem(asm.RFP, stEnforced, asm.R2, asm.Word),
+	)
+}
+
+// lookupPolicy resolves the peer's class and the verdict, as emit.Sim
+// does.
+func lookupPolicy(dir Direction) asm.Instructions {
+	var in asm.Instructions
+	in = append(in,
 		// The peer: ipcache longest-prefix match.
 		asm.StoreImm(asm.RFP, stIPCacheKey, 32, asm.Word),
 		asm.LoadMem(asm.R2, asm.RFP, stPeer, asm.Word),
@@ -187,7 +224,8 @@ func lookupPolicy(dir Direction) asm.Instructions {
 		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
 		// The policy key.
 		asm.StoreImm(asm.RFP, stPolicyKey, 96, asm.Word).WithSymbol(lblClass),
-		asm.StoreMem(asm.RFP, stPolicyKey+4, asm.R9, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stPolicyID, asm.Word),
+		asm.StoreMem(asm.RFP, stPolicyKey+4, asm.R2, asm.Word),
 		asm.StoreMem(asm.RFP, stPolicyKey+8, asm.R3, asm.Word),
 		asm.StoreImm(asm.RFP, stPolicyKey+12, int64(dir), asm.Byte),
 		asm.LoadMem(asm.R2, asm.RFP, stProto, asm.Byte),
@@ -209,11 +247,12 @@ func lookupPolicy(dir Direction) asm.Instructions {
 func verdicts() asm.Instructions {
 	return asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(lblHit),
-		asm.JEq.Imm(asm.R2, int32(emit.ActionAllow), lblPass),
+		asm.JEq.Imm(asm.R2, int32(emit.ActionAllow), lblCreate),
 		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDrop),
 		// ActionNone, or no entry: the endpoint's default.
 		asm.LoadMem(asm.R2, asm.RFP, stEnforced, asm.Word).WithSymbol(lblDefault),
 		asm.JNE.Imm(asm.R2, 0, lblDrop),
+		asm.Ja.Label(lblCreate),
 		asm.Mov.Imm(asm.R0, TCXPass).WithSymbol(lblPass),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, TCXDrop).WithSymbol(lblDrop),

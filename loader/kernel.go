@@ -74,6 +74,10 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 		}
 		cs.Maps[m.Name] = spec
 	}
+	// Conntrack is node state: a fresh map here; the agent keeps its own
+	// across generations.
+	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
+		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
 	coll, err := ebpf.NewCollection(cs)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
