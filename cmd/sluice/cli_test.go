@@ -169,3 +169,34 @@ func TestVerify(t *testing.T) {
 		t.Errorf("tampered artifact: rc %d\n%s", rc, errs)
 	}
 }
+
+// trace --datapath asks the kernel, and it agrees with the evaluator on
+// the whole matrix of the example.
+func TestTraceDatapath(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("trace --datapath needs root, and CI=true makes a missing privilege a failure")
+		}
+		t.Skip("trace --datapath needs root (CAP_BPF)")
+	}
+	stdout, errs, rc := sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/client", "--to", "default/backend", "--port", "80/TCP", "--datapath")
+	if rc != 0 || !strings.Contains(stdout, "kernel (BPF_PROG_TEST_RUN): DENY; egress pass, ingress drop, reply -; agrees with the evaluator") {
+		t.Errorf("rc %d\n%s%s", rc, stdout, errs)
+	}
+	stdout, errs, rc = sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/frontend", "--to", "default/backend", "--port", "80/TCP", "--datapath", "-o", "json")
+	var res struct {
+		Verdict string
+		Kernel  struct{ Verdict, Egress, Ingress, Reply string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || rc != 0 {
+		t.Fatalf("rc %d, %v\n%s%s", rc, err, stdout, errs)
+	}
+	if res.Verdict != "allow" || res.Kernel.Verdict != "allow" || res.Kernel.Reply != "pass" {
+		t.Errorf("frontend -> backend: %+v", res)
+	}
+	evalOut, _, _ := sluice(t, "", "trace", "-f", "../../examples/seed", "--matrix", "--port", "80/TCP", "--port", "53/UDP", "--port", "8/ICMP")
+	kernOut, errs, rc := sluice(t, "", "trace", "-f", "../../examples/seed", "--matrix", "--port", "80/TCP", "--port", "53/UDP", "--port", "8/ICMP", "--datapath")
+	if rc != 0 || kernOut != evalOut {
+		t.Errorf("kernel matrix differs from the evaluator's (rc %d):\n%s", rc, errs)
+	}
+}

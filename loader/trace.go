@@ -1,0 +1,128 @@
+package loader
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/ir"
+)
+
+// Tracer answers trace queries with the kernel: it loads each node's
+// compiled maps and programs and runs crafted packets through them with
+// BPF_PROG_TEST_RUN, nothing attached.
+type Tracer struct {
+	ev    *ir.Evaluator
+	nodes map[string]*Datapath
+	sport uint16
+}
+
+// NewTracer loads every node's artifact of a build.
+func NewTracer(cl *ir.Cluster, out *emit.Output) (*Tracer, error) {
+	t := &Tracer{ev: ir.NewEvaluator(cl), nodes: map[string]*Datapath{}, sport: 40000}
+	for _, a := range out.Artifacts {
+		la, err := FromBuild(a)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		dp, err := LoadArtifact(la)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("node %s: %w", a.Node, err)
+		}
+		t.nodes[a.Node] = dp
+	}
+	return t, nil
+}
+
+// Close releases the kernel objects.
+func (t *Tracer) Close() {
+	for _, dp := range t.nodes {
+		dp.Close()
+	}
+}
+
+// KernelVerdict is what the programs returned for a connection: the first
+// packet through the source's from-container and the destination's
+// to-container programs (each only where the address is a pod), then the
+// reply back through both.
+type KernelVerdict struct {
+	Verdict ir.Action `json:"verdict"`
+	Egress  string    `json:"egress"`  // pass, drop, or "-" (not a pod)
+	Ingress string    `json:"ingress"` // pass, drop, or "-"
+	Reply   string    `json:"reply"`   // pass, drop, or "-" (no connection)
+}
+
+func retName(r uint32) string {
+	switch r {
+	case bpf.TCXPass:
+		return "pass"
+	case bpf.TCXDrop:
+		return "drop"
+	}
+	return fmt.Sprintf("ret %d", r)
+}
+
+// Trace runs a connection's first packet and its reply through the kernel.
+func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
+	t.sport++
+	if t.sport < 40000 {
+		t.sport = 40000
+	}
+	kv := KernelVerdict{Verdict: ir.Allow, Egress: "-", Ingress: "-", Reply: "-"}
+	run := func(ip ir.Query, progDir bpf.Direction, pod *ir.Endpoint, sport, dport uint16, flags byte) (string, error) {
+		if pod == nil {
+			return "-", nil
+		}
+		dp := t.nodes[pod.Node]
+		if dp == nil {
+			return "-", nil
+		}
+		ret, err := dp.Programs[progDir.String()].Run(&ebpf.RunOptions{Data: bpf.Packet(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
+		if err != nil {
+			return "", err
+		}
+		return retName(ret), nil
+	}
+	src, dst := t.ev.Endpoint(q.Src), t.ev.Endpoint(q.Dst)
+	if src != nil && src == dst {
+		return kv, nil // a pod's traffic to itself never leaves it: no program sees it
+	}
+	var err error
+	if kv.Egress, err = run(q, bpf.FromContainer, src, t.sport, q.Port, 0x02); err != nil {
+		return kv, err
+	}
+	if kv.Ingress, err = run(q, bpf.ToContainer, dst, t.sport, q.Port, 0x02); err != nil {
+		return kv, err
+	}
+	if kv.Egress == "drop" || kv.Ingress == "drop" {
+		kv.Verdict = ir.Deny
+		return kv, nil
+	}
+	// The reply: destination's egress, then source's ingress.
+	r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
+	rport, sport := t.sport, q.Port
+	if q.Proto == ir.ProtoICMP {
+		r.Port, rport, sport = 0, 0, t.sport // echo reply, same identifier
+	}
+	replyEg, err := run(r, bpf.FromContainer, dst, sport, rport, 0x12)
+	if err != nil {
+		return kv, err
+	}
+	replyIn, err := run(r, bpf.ToContainer, src, sport, rport, 0x12)
+	if err != nil {
+		return kv, err
+	}
+	switch {
+	case replyEg == "drop" || replyIn == "drop":
+		kv.Reply = "drop"
+	case replyEg == "-" && replyIn == "-":
+		kv.Reply = "-"
+	default:
+		kv.Reply = "pass"
+	}
+	return kv, nil
+}
