@@ -45,6 +45,7 @@ type nodePlan struct {
 	policy    []policyEntry
 	relevant  map[uint32]bool // rule ids used on this node
 	classless int             // class keys of class 0
+	classKeys int             // class keys of every other class
 	touched   []bool          // scratch for lowerGroup, by class id
 }
 
@@ -205,6 +206,7 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 	sort.Slice(np.classes, func(i, j int) bool { return np.classes[i].keys[0] < np.classes[j].keys[0] })
 	for i, c := range np.classes {
 		c.id = uint32(i + 1)
+		np.classKeys += len(c.keys)
 		for _, k := range c.keys {
 			np.keyClass[k] = c.id
 		}
@@ -325,26 +327,32 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 	untouched := fnOf(wildcard, false, ingressNamed, ingressNamedStr)
 	// Weigh each function by the class keys it covers: class 0 stands for
 	// every key of no class.
-	fns := make([]*verdictFn, len(np.classes)+1) // by class id; 0 is class 0
-	fns[0] = untouched
-	untouched.weight += 1 + np.classless
-	for _, c := range np.classes {
-		f := untouched
-		if touched[c.id] {
-			var matching []*ir.Rule
-			for _, r := range rules {
-				if np.ruleMatchesClass(r, c, reqAllow, reqDeny) {
-					matching = append(matching, r)
-				}
-			}
-			named, namedStr := ingressNamed, ingressNamedStr
-			if dir == ir.Egress {
-				named, namedStr = c.named, c.namedStr
-			}
-			f = fnOf(matching, implicit && c.own, named, namedStr)
+	// Only touched classes can differ from the untouched function; their
+	// keys are taken from its weight.
+	var touchedIDs []uint32
+	for id, t := range touched {
+		if t {
+			touchedIDs = append(touchedIDs, uint32(id))
 		}
-		fns[c.id] = f
+	}
+	fns := make(map[uint32]*verdictFn, len(touchedIDs))
+	untouched.weight += 1 + np.classless + np.classKeys
+	for _, id := range touchedIDs {
+		c := np.classes[id-1]
+		var matching []*ir.Rule
+		for _, r := range rules {
+			if np.ruleMatchesClass(r, c, reqAllow, reqDeny) {
+				matching = append(matching, r)
+			}
+		}
+		named, namedStr := ingressNamed, ingressNamedStr
+		if dir == ir.Egress {
+			named, namedStr = c.named, c.namedStr
+		}
+		f := fnOf(matching, implicit && c.own, named, namedStr)
+		fns[id] = f
 		f.weight += len(c.keys)
+		untouched.weight -= len(c.keys)
 	}
 	// The background is the most common function; ties go to the one
 	// whose key sorts first, for determinism.
@@ -358,13 +366,26 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 	k := base
 	k.Class = ClassAny
 	np.emitFn(k, bg, nil)
-	for id, f := range fns {
-		if f == bg {
-			continue
+	emitClass := func(id uint32, f *verdictFn) {
+		if f != bg {
+			k := base
+			k.Class = id
+			np.emitFn(k, f, bg)
 		}
-		k := base
-		k.Class = uint32(id)
-		np.emitFn(k, f, bg)
+	}
+	if bg == untouched {
+		for _, id := range touchedIDs {
+			emitClass(id, fns[id])
+		}
+		return
+	}
+	emitClass(0, untouched)
+	for _, c := range np.classes {
+		f, ok := fns[c.id]
+		if !ok {
+			f = untouched
+		}
+		emitClass(c.id, f)
 	}
 }
 
