@@ -139,18 +139,24 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	shared := p.sharedFiles(lbs)
-	extra := make([]string, 0, len(opts.Shared))
-	for name := range opts.Shared {
-		extra = append(extra, name)
-	}
-	sort.Strings(extra)
-	for _, name := range extra {
-		shared = append(shared, &File{Name: name, Data: opts.Shared[name], Shared: true})
-	}
-	for _, f := range shared {
-		f.Sum() // before the workers share them
-	}
+	// The shared files (ir.json, the big dumps) are rendered while the
+	// nodes are lowered; a node waits for them only to write its manifest.
+	sharedFiles := sync.OnceValue(func() []*File {
+		shared := p.sharedFiles(lbs)
+		extra := make([]string, 0, len(opts.Shared))
+		for name := range opts.Shared {
+			extra = append(extra, name)
+		}
+		sort.Strings(extra)
+		for _, name := range extra {
+			shared = append(shared, &File{Name: name, Data: opts.Shared[name], Shared: true})
+		}
+		for _, f := range shared {
+			f.Sum() // before the workers share them
+		}
+		return shared
+	})
+	go sharedFiles()
 	out := &Output{Artifacts: make([]*Artifact, len(p.nodes))}
 	// Nodes are independent: lower them in parallel, in a fixed order of
 	// results.
@@ -164,7 +170,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				a := p.nodeArtifact(p.nodes[i], lbs, shared, opts)
+				a := p.nodeArtifact(p.nodes[i], lbs, sharedFiles, opts)
 				if opts.Sink != nil {
 					if err := opts.Sink(a); err != nil {
 						errOnce.Do(func() { sinkErr = err })
@@ -191,7 +197,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 
 	st := Stats{Nodes: len(p.nodes), Identities: len(c.Identities), Policies: len(c.Policies), Rules: len(p.rules),
 		Services: len(c.Services), Frontends: lbs.frontends, Backends: len(lbs.backends), Regions: len(p.regions), Entries: map[string]int{}}
-	for _, f := range shared {
+	for _, f := range sharedFiles() {
 		st.TotalBytes += len(f.Data)
 	}
 	st.Entries["ipcache"] = len(p.ipcache)
@@ -326,10 +332,9 @@ func sortSvc(es []svcEntry) {
 	})
 }
 
-func (p *plan) nodeArtifact(node string, lbs *lb, shared []*File, opts Options) *Artifact {
+func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, opts Options) *Artifact {
 	np := p.lowerNode(node)
 	a := &Artifact{Node: node}
-	a.Files = append(a.Files, shared...)
 	add := func(name string, data []byte) { a.Files = append(a.Files, &File{Name: name, Data: data}) }
 
 	// classes: every key of a non-zero class.
@@ -396,6 +401,7 @@ func (p *plan) nodeArtifact(node string, lbs *lb, shared []*File, opts Options) 
 	add("dump/services_local.txt", dumpServices(loc, lbs.backends))
 	nodeJSON, _ := json.MarshalIndent(np.summary(), "", " ")
 	add("node.json", append(nodeJSON, '\n'))
+	a.Files = append(a.Files, sharedFiles()...)
 	sort.Slice(a.Files, func(i, j int) bool { return a.Files[i].Name < a.Files[j].Name })
 
 	m := Manifest{Format: FormatVersion, Node: node, NodeIndex: np.idx, Cluster: p.c.Name, InputDigest: opts.InputDigest, Files: map[string]string{}}
