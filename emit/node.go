@@ -168,6 +168,7 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 	}
 	np.keyClass = make([]uint32, len(p.keys))
 	bySig := map[string]*class{}
+	var sb []byte
 	for k := range p.keys {
 		own := p.keys[k].key.PeerNode == np.idx
 		if own {
@@ -187,16 +188,19 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 			np.classless++
 			continue
 		}
-		var b strings.Builder
+		sb = sb[:0]
 		for _, a := range sigs[k] {
-			fmt.Fprintf(&b, "%d,", a)
+			sb = strconv.AppendInt(sb, int64(a), 10)
+			sb = append(sb, ',')
 		}
-		b.WriteString("|" + namedKey(named))
-		s := b.String()
-		c := bySig[s]
+		sb = append(sb, '|')
+		if len(named) > 0 {
+			sb = append(sb, namedKey(named)...)
+		}
+		c := bySig[string(sb)]
 		if c == nil {
 			c = &class{sig: sigs[k], named: named, namedStr: namedKey(named), own: own}
-			bySig[s] = c
+			bySig[string(sb)] = c
 			np.classes = append(np.classes, c)
 		}
 		c.keys = append(c.keys, int32(k))
