@@ -32,31 +32,10 @@ func requireBPF(t *testing.T) {
 	t.Skip("BPF tests need root (CAP_BPF, CAP_NET_ADMIN); run as root")
 }
 
-// packet builds Ethernet + IPv4 + L4 bytes.
+// packet is a probe's first packet: TCP SYN, UDP or SCTP from port 40000,
+// or an ICMP message of type port.
 func packet(src, dst netip.Addr, proto ir.Proto, port uint16) []byte {
-	b := make([]byte, 14+20+20)
-	binary.BigEndian.PutUint16(b[12:], 0x0800)
-	ip := b[14:]
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(len(b)-14))
-	ip[8] = 64
-	ip[9] = byte(proto)
-	s, d := src.As4(), dst.As4()
-	copy(ip[12:], s[:])
-	copy(ip[16:], d[:])
-	l4 := ip[20:]
-	switch proto {
-	case ir.ProtoTCP, ir.ProtoUDP, ir.ProtoSCTP:
-		binary.BigEndian.PutUint16(l4[0:], 40000)
-		binary.BigEndian.PutUint16(l4[2:], port)
-		if proto == ir.ProtoTCP {
-			l4[12] = 5 << 4
-			l4[13] = 0x02 // SYN
-		}
-	case ir.ProtoICMP:
-		l4[0] = byte(port)
-	}
-	return b
+	return bpf.Packet(src, dst, uint8(proto), 40000, port, 0x02)
 }
 
 // ctKeyOf is the conntrack key that a probe packet creates.
@@ -69,6 +48,13 @@ func ctKeyOf(q ir.Query, dir bpf.Direction) []byte {
 	case ir.ProtoTCP, ir.ProtoUDP, ir.ProtoSCTP:
 		binary.BigEndian.PutUint16(key[8:], 40000)
 		binary.BigEndian.PutUint16(key[10:], q.Port)
+	case ir.ProtoICMP:
+		switch q.Port {
+		case 8:
+			binary.BigEndian.PutUint16(key[8:], 40000)
+		case 0:
+			binary.BigEndian.PutUint16(key[10:], 40000)
+		}
 	}
 	key[12], key[13] = byte(q.Proto), byte(dir)
 	return key
@@ -182,14 +168,6 @@ func TestPolicyCasesInTheKernel(t *testing.T) {
 	}
 }
 
-// tcp builds a TCP segment with ports and flags.
-func tcp(src, dst netip.Addr, sport, dport uint16, flags byte) []byte {
-	b := packet(src, dst, ir.ProtoTCP, dport)
-	binary.BigEndian.PutUint16(b[34:], sport)
-	b[34+13] = flags
-	return b
-}
-
 // Replies of an allowed connection pass through conntrack even where
 // policy would deny them; new connections still meet policy.
 func TestConntrack(t *testing.T) {
@@ -225,31 +203,31 @@ func TestConntrack(t *testing.T) {
 		return ret
 	}
 	const syn, synack, ack, fin = 0x02, 0x12, 0x10, 0x11
-	// public accepts only world: client cannot open a connection to it.
-	if got := run(to, tcp(client, public, 40000, 80, syn)); got != bpf.TCXDrop {
-		t.Fatalf("client -> public SYN: %d, want drop", got)
+	tcp := func(src, dst netip.Addr, sport, dport uint16, flags byte) []byte {
+		return bpf.Packet(src, dst, 6, sport, dport, flags)
 	}
-	// Without a connection, a SYN-ACK from client is dropped too.
-	if got := run(to, tcp(client, public, 8080, 41000, synack)); got != bpf.TCXDrop {
-		t.Fatalf("unsolicited SYN-ACK: %d, want drop", got)
+	steps := []struct {
+		what string
+		prog *ebpf.Program
+		pkt  []byte
+		want uint32
+	}{
+		// public accepts only world: client cannot open a connection to it.
+		{"client -> public SYN", to, tcp(client, public, 40000, 80, syn), bpf.TCXDrop},
+		{"unsolicited SYN-ACK", to, tcp(client, public, 8080, 41000, synack), bpf.TCXDrop},
+		// public opens a connection to client: allowed, tracked.
+		{"public -> client SYN", from, tcp(public, client, 41000, 8080, syn), bpf.TCXPass},
+		// The reply passes public's ingress although policy denies client.
+		{"reply SYN-ACK", to, tcp(client, public, 8080, 41000, synack), bpf.TCXPass},
+		{"ACK of the tracked connection", from, tcp(public, client, 41000, 8080, ack), bpf.TCXPass},
+		// Only that 5-tuple: another port is still a new connection.
+		{"SYN-ACK to another port", to, tcp(client, public, 8080, 41001, synack), bpf.TCXDrop},
+		{"new client -> public SYN", to, tcp(client, public, 40001, 80, syn), bpf.TCXDrop},
 	}
-	// public opens a connection to client: allowed, tracked.
-	if got := run(from, tcp(public, client, 41000, 8080, syn)); got != bpf.TCXPass {
-		t.Fatalf("public -> client SYN: %d, want pass", got)
-	}
-	// The reply passes public's ingress although policy denies client.
-	if got := run(to, tcp(client, public, 8080, 41000, synack)); got != bpf.TCXPass {
-		t.Fatalf("reply SYN-ACK: %d, want pass", got)
-	}
-	if got := run(from, tcp(public, client, 41000, 8080, ack)); got != bpf.TCXPass {
-		t.Fatalf("ACK of the tracked connection: %d, want pass", got)
-	}
-	// Only that 5-tuple: another port of client is still a new connection.
-	if got := run(to, tcp(client, public, 8080, 41001, synack)); got != bpf.TCXDrop {
-		t.Fatalf("SYN-ACK to another port: %d, want drop", got)
-	}
-	if got := run(to, tcp(client, public, 40001, 80, syn)); got != bpf.TCXDrop {
-		t.Fatalf("new client -> public SYN: %d, want drop", got)
+	for _, st := range steps {
+		if got := run(st.prog, st.pkt); got != st.want {
+			t.Fatalf("%s: returned %d, want %d", st.what, got, st.want)
+		}
 	}
 	// The entry: keyed in the first packet's direction, established.
 	ct := dp.Maps[bpf.MapConntrack]
@@ -280,9 +258,7 @@ func TestConntrack(t *testing.T) {
 	}
 	// UDP replies and ICMP echo replies are tracked as well.
 	udp := func(src, dst netip.Addr, sport, dport uint16) []byte {
-		b := packet(src, dst, ir.ProtoUDP, dport)
-		binary.BigEndian.PutUint16(b[34:], sport)
-		return b
+		return bpf.Packet(src, dst, 17, sport, dport, 0)
 	}
 	if got := run(to, udp(client, public, 53, 5353)); got != bpf.TCXDrop {
 		t.Fatalf("unsolicited UDP: %d, want drop", got)
@@ -292,9 +268,7 @@ func TestConntrack(t *testing.T) {
 		t.Fatalf("UDP reply: %d, want pass", got)
 	}
 	echo := func(src, dst netip.Addr, typ byte, id uint16) []byte {
-		b := packet(src, dst, ir.ProtoICMP, uint16(typ))
-		binary.BigEndian.PutUint16(b[34+4:], id)
-		return b
+		return bpf.Packet(src, dst, 1, id, uint16(typ), 0)
 	}
 	if got := run(to, echo(client, public, 0, 7)); got != bpf.TCXDrop {
 		t.Fatalf("unsolicited echo reply: %d, want drop", got)
@@ -302,5 +276,9 @@ func TestConntrack(t *testing.T) {
 	run(from, echo(public, client, 8, 7))
 	if got := run(to, echo(client, public, 0, 7)); got != bpf.TCXPass {
 		t.Fatalf("echo reply: %d, want pass", got)
+	}
+	// A request from client with the same identifier is no reply.
+	if got := run(to, echo(client, public, 8, 7)); got != bpf.TCXDrop {
+		t.Fatalf("echo request from client with the identifier of public's: %d, want drop", got)
 	}
 }

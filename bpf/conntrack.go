@@ -21,8 +21,9 @@ const MapConntrack = "conntrack"
 // another local pod's ingress never answer for each other. A packet
 // passes without a policy lookup when its own key is found (the rest of
 // an allowed connection) or its reversed key in the other direction is
-// (a reply). ICMP echo uses the identifier as both ports, so the reply
-// finds the request.
+// (a reply). An ICMP echo request is keyed (identifier, 0) and a reply
+// (0, identifier), so a reply finds its request and a request never
+// passes as a reply.
 const (
 	CTKeySize   = 16
 	CTValueSize = 16

@@ -149,17 +149,20 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
 		asm.StoreMem(asm.RFP, stCTDport, asm.R5, asm.Half),
 		asm.Ja.Label(lblNoPorts),
-		// The ICMP type goes in the high-order byte of the port field;
-		// echo request and reply track by their identifier.
+		// The ICMP type goes in the high-order byte of the port field.
 		asm.LoadMem(asm.R5, asm.R4, 0, asm.Byte).WithSymbol("l4_icmp"),
 		asm.Mov.Reg(asm.R2, asm.R5),
 		asm.LSh.Imm(asm.R5, 8),
 		asm.StoreMem(asm.RFP, stPort, asm.R5, asm.Half),
-		asm.JEq.Imm(asm.R2, 8, "l4_echo"),
+		// Echo request: (identifier, 0); echo reply: (0, identifier),
+		// so that a reply's reversed key is its request's, and a request
+		// never passes as a reply to another request.
+		asm.LoadMem(asm.R5, asm.R4, 4, asm.Half),
+		asm.JEq.Imm(asm.R2, 8, "l4_echo_request"),
 		asm.JNE.Imm(asm.R2, 0, lblNoPorts),
-		asm.LoadMem(asm.R5, asm.R4, 4, asm.Half).WithSymbol("l4_echo"),
-		asm.StoreMem(asm.RFP, stSport, asm.R5, asm.Half),
 		asm.StoreMem(asm.RFP, stCTDport, asm.R5, asm.Half),
+		asm.Ja.Label(lblNoPorts),
+		asm.StoreMem(asm.RFP, stSport, asm.R5, asm.Half).WithSymbol("l4_echo_request"),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(lblNoPorts),
 	}
 }
