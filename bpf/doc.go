@@ -11,7 +11,10 @@
 // allowed one, or a reply — passes on a conntrack hit (see conntrack.go).
 // Otherwise the program makes the lookups that emit.Sim specifies, in the
 // same order, against the maps of an artifact (layouts in package emit):
-// endpoints, ipcache, classes, policy; an allowed first packet creates the
+// endpoints, ipcache, classes, then policy in two layers (the endpoint's
+// own, and the shared layer of policies that select most of the node's
+// pods): a deny in either drops, an allow in either passes, otherwise the
+// endpoint's default applies. An allowed first packet creates the
 // conntrack entry.
 //
 // # Register conventions
@@ -36,8 +39,11 @@
 //	-56 .. -53   the endpoint's policy number
 //	-58 .. -57   source port (network order), or the ICMP echo identifier
 //	-60 .. -59   destination port for conntrack, or the ICMP echo identifier
+//	-64 .. -61   the endpoint's shared-layer policy number (0: none)
 //	-80 .. -65   conntrack key
 //	-96 .. -81   conntrack value being created
+//	-100 .. -97  the peer's class
+//	-104 .. -101 set when a policy layer allowed the packet
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

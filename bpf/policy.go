@@ -53,8 +53,11 @@ const (
 	stPolicyID    = -56
 	stSport       = -58
 	stCTDport     = -60
+	stShared      = -64
 	stCTKey       = -80
 	stCTValue     = -96
+	stClass       = -100
+	stAllowed     = -104
 	skbData       = 76
 	skbDataEnd    = 80
 	ethHdrLen     = 14
@@ -68,7 +71,6 @@ const (
 	lblNoPorts = "no_ports"
 	lblLookup  = "lookup"
 	lblClass   = "have_class"
-	lblHit     = "policy_hit"
 	lblDefault = "default"
 	lblCreate  = "ct_create"
 )
@@ -190,6 +192,8 @@ func lookupEndpoint(dir Direction) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word),
 		asm.StoreMem(asm.RFP, stPolicyID, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
+		asm.StoreMem(asm.RFP, stShared, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 12, asm.Word),
 		asm.And.Imm(asm.R2, enforcedBit),
 		asm.StoreMem(asm.RFP, stEnforced, asm.R2, asm.Word),
 	)
@@ -225,34 +229,56 @@ func lookupPolicy(dir Direction) asm.Instructions {
 		asm.Mov.Imm(asm.R3, 0),
 		asm.JEq.Imm(asm.R0, 0, lblClass),
 		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
-		// The policy key.
-		asm.StoreImm(asm.RFP, stPolicyKey, 96, asm.Word).WithSymbol(lblClass),
-		asm.LoadMem(asm.R2, asm.RFP, stPolicyID, asm.Word),
-		asm.StoreMem(asm.RFP, stPolicyKey+4, asm.R2, asm.Word),
-		asm.StoreMem(asm.RFP, stPolicyKey+8, asm.R3, asm.Word),
+		// The policy key, but for the policy number and class.
+		asm.StoreMem(asm.RFP, stClass, asm.R3, asm.Word).WithSymbol(lblClass),
+		asm.StoreImm(asm.RFP, stAllowed, 0, asm.Word),
+		asm.StoreImm(asm.RFP, stPolicyKey, 96, asm.Word),
 		asm.StoreImm(asm.RFP, stPolicyKey+12, int64(dir), asm.Byte),
 		asm.LoadMem(asm.R2, asm.RFP, stProto, asm.Byte),
 		asm.StoreMem(asm.RFP, stPolicyKey+13, asm.R2, asm.Byte),
 		asm.LoadMem(asm.R2, asm.RFP, stPort, asm.Half),
 		asm.StoreMem(asm.RFP, stPolicyKey+14, asm.R2, asm.Half),
 	)
+	in = append(in, policyLayer("own", stPolicyID)...)
+	in = append(in, policyLayer("shared", stShared)...)
+	return append(in,
+		asm.LoadMem(asm.R2, asm.RFP, stAllowed, asm.Word),
+		asm.JNE.Imm(asm.R2, 0, lblCreate),
+	)
+}
+
+// policyLayer looks the packet up in one layer of policy (the endpoint's
+// own, or the shared one): a deny drops at once, an allow is remembered,
+// no verdict moves on.
+func policyLayer(name string, idSlot int16) asm.Instructions {
+	done, hit := "layer_done_"+name, "layer_hit_"+name
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, idSlot, asm.Word),
+		asm.JEq.Imm(asm.R2, 0, done),
+		asm.StoreMem(asm.RFP, stPolicyKey+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R3, asm.RFP, stClass, asm.Word),
+		asm.StoreMem(asm.RFP, stPolicyKey+8, asm.R3, asm.Word),
+	}
 	in = append(in, mapLookup(MapPolicy, stPolicyKey)...)
 	in = append(in,
-		asm.JNE.Imm(asm.R0, 0, lblHit),
+		asm.JNE.Imm(asm.R0, 0, hit),
 		// Missed for the class: the function most classes share.
 		asm.StoreImm(asm.RFP, stPolicyKey+8, -1, asm.Word),
 	)
 	in = append(in, mapLookup(MapPolicy, stPolicyKey)...)
-	in = append(in, asm.JEq.Imm(asm.R0, 0, lblDefault))
-	return in
+	return append(in,
+		asm.JEq.Imm(asm.R0, 0, done),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(hit),
+		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDrop),
+		asm.JNE.Imm(asm.R2, int32(emit.ActionAllow), done),
+		asm.StoreImm(asm.RFP, stAllowed, 1, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
+	)
 }
 
 func verdicts() asm.Instructions {
 	return asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(lblHit),
-		asm.JEq.Imm(asm.R2, int32(emit.ActionAllow), lblCreate),
-		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDrop),
-		// ActionNone, or no entry: the endpoint's default.
+		// No layer had a verdict: the endpoint's default.
 		asm.LoadMem(asm.R2, asm.RFP, stEnforced, asm.Word).WithSymbol(lblDefault),
 		asm.JNE.Imm(asm.R2, 0, lblDrop),
 		asm.Ja.Label(lblCreate),

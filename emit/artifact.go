@@ -361,19 +361,18 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 		val EndpointValue
 	}
 	var ees []ee
-	for _, g := range np.groups {
+	for e, ids := range np.epLayers {
 		flags := uint32(0)
-		if g.enforced[0] {
+		enf := np.epEnforced[e]
+		if enf[0] {
 			flags |= EndpointIngressEnforced
 		}
-		if g.enforced[1] {
+		if enf[1] {
 			flags |= EndpointEgressEnforced
 		}
-		for _, e := range g.endpoints {
-			for _, ip := range e.IPs {
-				if ip.Is4() {
-					ees = append(ees, ee{ip.As4(), EndpointValue{Identity: e.Identity, Policy: g.id, Flags: flags}})
-				}
+		for _, ip := range e.IPs {
+			if ip.Is4() {
+				ees = append(ees, ee{ip.As4(), EndpointValue{Identity: e.Identity, Policy: ids[0], Shared: ids[1], Flags: flags}})
 			}
 		}
 	}

@@ -293,10 +293,18 @@ func (np *nodePlan) dumpPolicy() []byte {
 	for _, g := range np.groups {
 		b = append(b, "POLICY "...)
 		b = strconv.AppendUint(b, uint64(g.id), 10)
+		if g.shared {
+			b = append(b, " (shared layer)"...)
+		}
 		b = append(b, "  endpoints:"...)
 		for _, e := range g.endpoints {
 			b = append(b, ' ')
 			b = append(b, e.Key()...)
+		}
+		b = append(b, "\n  policies:"...)
+		for _, pol := range g.policies {
+			b = append(b, ' ')
+			b = append(b, pol.Ref()...)
 		}
 		b = append(b, "\n  ingress: "...)
 		b = append(b, enforcement(g.enforced[0])...)
@@ -348,18 +356,21 @@ func enforcement(on bool) string {
 
 func (np *nodePlan) dumpEndpoints() []byte {
 	return table(func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "ADDRESS\tIDENTITY\tPOLICY\tINGRESS\tEGRESS\tPOD")
+		fmt.Fprintln(w, "ADDRESS\tIDENTITY\tPOLICY\tSHARED\tINGRESS\tEGRESS\tPOD")
 		type row struct {
 			ip   netip.Addr
 			line string
 		}
 		var rows []row
-		for _, g := range np.groups {
-			for _, e := range g.endpoints {
-				for _, ip := range e.IPs {
-					if ip.Is4() {
-						rows = append(rows, row{ip, fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s", ip, e.Identity, g.id, onOff(g.enforced[0]), onOff(g.enforced[1]), e.Key())})
-					}
+		for e, ids := range np.epLayers {
+			enf := np.epEnforced[e]
+			shared := "-"
+			if ids[1] != 0 {
+				shared = strconv.FormatUint(uint64(ids[1]), 10)
+			}
+			for _, ip := range e.IPs {
+				if ip.Is4() {
+					rows = append(rows, row{ip, fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", ip, e.Identity, ids[0], shared, onOff(enf[0]), onOff(enf[1]), e.Key())})
 				}
 			}
 		}
@@ -391,6 +402,7 @@ type NodeSummary struct {
 // GroupSummary is one policy number and its endpoints.
 type GroupSummary struct {
 	Policy    uint32   `json:"policy"`
+	Shared    bool     `json:"shared,omitempty"`
 	Endpoints []string `json:"endpoints"`
 	Ingress   bool     `json:"ingressEnforced"`
 	Egress    bool     `json:"egressEnforced"`
@@ -405,7 +417,7 @@ type ClassSummary struct {
 func (np *nodePlan) summary() NodeSummary {
 	s := NodeSummary{Node: np.node, Index: np.idx, Nodes: np.p.nodes}
 	for _, g := range np.groups {
-		gs := GroupSummary{Policy: g.id, Ingress: g.enforced[0], Egress: g.enforced[1]}
+		gs := GroupSummary{Policy: g.id, Shared: g.shared, Ingress: g.enforced[0], Egress: g.enforced[1]}
 		for _, e := range g.endpoints {
 			gs.Endpoints = append(gs.Endpoints, e.Key())
 		}

@@ -58,7 +58,7 @@ const (
 	PolicyKeySize     = 16
 	PolicyValueSize   = 8
 	EndpointKeySize   = 4
-	EndpointValueSize = 24
+	EndpointValueSize = 32
 	ServiceKeySize    = 12
 	ServiceValueSize  = 12
 	BackendKeySize    = 4
@@ -159,14 +159,16 @@ func (v PolicyValue) put(b []byte) {
 // EndpointValue describes a local pod.
 type EndpointValue struct {
 	Identity uint32
-	Policy   uint32
+	Policy   uint32 // own layer
+	Shared   uint32 // shared layer, 0 for none
 	Flags    uint32
 }
 
 func (v EndpointValue) put(b []byte) {
 	le.PutUint32(b[0:], v.Identity)
 	le.PutUint32(b[4:], v.Policy)
-	le.PutUint32(b[8:], v.Flags)
+	le.PutUint32(b[8:], v.Shared)
+	le.PutUint32(b[12:], v.Flags)
 }
 
 // ServiceKey is a frontend and a backend slot.

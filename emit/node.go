@@ -16,11 +16,11 @@ import (
 // named ports.
 type policyGroup struct {
 	id        uint32
-	identity  uint32
+	shared    bool // the shared layer: no implicit own-node allow
 	named     []ir.NamedPort
 	endpoints []*ir.Endpoint
 	policies  []*ir.Policy
-	enforced  [2]bool
+	enforced  [2]bool // of its endpoints, by direction
 }
 
 // class is a set of class keys that this node's rules cannot tell apart.
@@ -46,7 +46,11 @@ type nodePlan struct {
 	relevant  map[uint32]bool // rule ids used on this node
 	classless int             // class keys of class 0
 	classKeys int             // class keys of every other class
-	touched   []bool          // scratch for lowerGroup, by class id
+	// epLayers is each local endpoint's own and shared policy number
+	// (0: none); epEnforced its enforcement by direction.
+	epLayers   map[*ir.Endpoint][2]uint32
+	epEnforced map[*ir.Endpoint][2]bool
+	touched    []bool // scratch for lowerGroup, by class id
 }
 
 type policyEntry struct {
@@ -62,19 +66,42 @@ func namedKey(nps []ir.NamedPort) string {
 	return b.String()
 }
 
+// broadShare is the share of a node's endpoints a policy must select to
+// go in the shared layer.
+const broadShare = 0.5
+
 func (p *plan) lowerNode(node string) *nodePlan {
-	np := &nodePlan{p: p, node: node, idx: p.nodeIdx[node], altClass: map[int32][]uint32{}, relevant: map[uint32]bool{}}
-	// Endpoints share a policy number when the same policies select them
-	// and, if an ingress rule names ports, they name ports alike: the
-	// entries depend on nothing else.
-	byKey := map[string]*policyGroup{}
+	np := &nodePlan{p: p, node: node, idx: p.nodeIdx[node], altClass: map[int32][]uint32{}, relevant: map[uint32]bool{},
+		epLayers: map[*ir.Endpoint][2]uint32{}, epEnforced: map[*ir.Endpoint][2]bool{}}
+	var local []*ir.Endpoint
+	selects := map[*ir.Policy]int{}
 	for i := range p.c.Endpoints {
 		e := &p.c.Endpoints[i]
 		if e.Node != node || !hasIPv4(e.IPs) {
 			continue
 		}
-		pols := p.ev.Selecting(e.Identity)
+		local = append(local, e)
+		for _, pol := range p.ev.Selecting(e.Identity) {
+			selects[pol]++
+		}
+	}
+	// Two layers: policies that select most of this node's endpoints (the
+	// cluster-wide defaults) are lowered once, in the shared layer, not
+	// once per policy number; the rest in each endpoint's own layer. A
+	// packet is denied if either layer denies it, allowed if either
+	// allows it — exactly deny-beats-allow and the union of allows.
+	// fromRequires reach across policies, so an endpoint with any stays
+	// in one layer.
+	broad := func(pol *ir.Policy) bool {
+		return len(local) >= 4 && float64(selects[pol]) >= broadShare*float64(len(local))
+	}
+	byKey := map[string]*policyGroup{}
+	group := func(shared bool, pols []*ir.Policy, enforced [2]bool, e *ir.Endpoint) *policyGroup {
 		var kb strings.Builder
+		if shared {
+			kb.WriteString("S|")
+		}
+		fmt.Fprintf(&kb, "%v%v|", enforced[0], enforced[1])
 		named := false
 		for _, pol := range pols {
 			kb.WriteString(strconv.Itoa(p.policyIdx[pol]))
@@ -87,21 +114,64 @@ func (p *plan) lowerNode(node string) *nodePlan {
 		k := kb.String()
 		g := byKey[k]
 		if g == nil {
-			g = &policyGroup{identity: e.Identity, named: e.NamedPorts, policies: pols}
+			g = &policyGroup{shared: shared, named: e.NamedPorts, policies: pols, enforced: enforced}
 			byKey[k] = g
-			np.groups = append(np.groups, g)
 		}
 		g.endpoints = append(g.endpoints, e)
+		return g
+	}
+	var own, shared []*policyGroup
+	epGroups := map[*ir.Endpoint][2]*policyGroup{}
+	for _, e := range local {
+		pols := p.ev.Selecting(e.Identity)
+		var enforced [2]bool
+		requires := false
+		for _, pol := range pols {
+			enforced[0] = enforced[0] || pol.IsolateIngress
+			enforced[1] = enforced[1] || pol.IsolateEgress
+			requires = requires || p.hasRequires[pol]
+		}
+		var mine, common []*ir.Policy
+		for _, pol := range pols {
+			if !requires && broad(pol) {
+				common = append(common, pol)
+			} else {
+				mine = append(mine, pol)
+			}
+		}
+		var gs [2]*policyGroup
+		gs[0] = group(false, mine, enforced, e)
+		if len(gs[0].endpoints) == 1 {
+			own = append(own, gs[0])
+		}
+		if len(common) > 0 {
+			gs[1] = group(true, common, enforced, e)
+			if len(gs[1].endpoints) == 1 {
+				shared = append(shared, gs[1])
+			}
+		}
+		epGroups[e] = gs
+		np.epEnforced[e] = enforced
+	}
+	np.groups = append(own, shared...)
+	for i, g := range np.groups {
+		g.id = uint32(i + 1)
+	}
+	for e, gs := range epGroups {
+		var ids [2]uint32
+		for l, g := range gs {
+			if g != nil {
+				ids[l] = g.id
+			}
+		}
+		np.epLayers[e] = ids
 	}
 	// Endpoints are sorted, so numbering groups by their first endpoint is
 	// deterministic.
 	relevantAlts := map[int32]bool{}
 	egressNames := map[string]bool{}
-	for i, g := range np.groups {
-		g.id = uint32(i + 1)
+	for _, g := range np.groups {
 		for _, pol := range g.policies {
-			g.enforced[0] = g.enforced[0] || pol.IsolateIngress
-			g.enforced[1] = g.enforced[1] || pol.IsolateEgress
 			for j := range pol.Rules {
 				r := &pol.Rules[j]
 				for _, a := range p.ruleAlts[r] {
@@ -254,7 +324,7 @@ func (np *nodePlan) lowerGroup(g *policyGroup, dir ir.Direction) {
 		reqAllow = append(reqAllow, req[dir]...)
 		reqDeny = append(reqDeny, req[2+int(dir)]...)
 	}
-	implicit := enforced && dir == ir.Ingress
+	implicit := enforced && dir == ir.Ingress && !g.shared
 	if len(rules) == 0 && !implicit {
 		return
 	}

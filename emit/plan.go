@@ -53,6 +53,7 @@ type plan struct {
 
 	policyIdx    map[*ir.Policy]int
 	ingressNamed map[*ir.Policy]bool // an ingress rule uses a named port
+	hasRequires  map[*ir.Policy]bool // fromRequires or toRequires
 
 	sharedMaps map[string]*Image
 	labelOnce  sync.Once
@@ -135,6 +136,7 @@ func (p *plan) alt(pe *ir.Peer) int32 {
 func (p *plan) collectRules() {
 	p.policyIdx = make(map[*ir.Policy]int, len(p.c.Policies))
 	p.ingressNamed = map[*ir.Policy]bool{}
+	p.hasRequires = map[*ir.Policy]bool{}
 	for i := range p.c.Policies {
 		pol := &p.c.Policies[i]
 		p.policyIdx[pol] = i
@@ -160,6 +162,7 @@ func (p *plan) collectRules() {
 			}
 		}
 		p.reqAlt[pol] = req
+		p.hasRequires[pol] = len(req[0])+len(req[1])+len(req[2])+len(req[3]) > 0
 	}
 }
 

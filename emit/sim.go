@@ -9,11 +9,14 @@ import (
 // Sim answers policy questions from an artifact's map images alone, with
 // the lookups the datapath makes, in the order it makes them:
 //
-//  1. endpoints[local address] → policy number and enforcement flags;
+//  1. endpoints[local address] → its own and shared policy numbers and
+//     enforcement flags;
 //  2. ipcache LPM lookup of the peer address → identity, region, node, flags;
 //  3. classes[identity, region, node if a node address] → class (miss: 0);
-//  4. policy LPM lookup (policy, class, dir, proto, port); on a miss the
-//     same with ClassAny; on a miss, or a hit with ActionNone, the
+//  4. for each of the two policy numbers: policy LPM lookup (policy,
+//     class, dir, proto, port), on a miss the same with ClassAny; a hit
+//     with ActionNone means no verdict from that layer;
+//  5. deny if a layer denies, else allow if a layer allows, else the
 //     endpoint's default for dir: deny when enforced, else allow.
 //
 // It is the executable specification of the layouts: tests compare it with
@@ -109,7 +112,7 @@ func (s *Sim) Verdict(local netip.Addr, dir uint8, peer netip.Addr, proto uint8,
 	if !ok {
 		return SimVerdict{}, fmt.Errorf("%s is not a local endpoint", local)
 	}
-	policy, flags := le.Uint32(ep[4:]), le.Uint32(ep[8:])
+	layers, flags := [2]uint32{le.Uint32(ep[4:]), le.Uint32(ep[8:])}, le.Uint32(ep[12:])
 	var ik [4]byte
 	if peer.Is4() {
 		ik = peer.As4()
@@ -128,15 +131,29 @@ func (s *Sim) Verdict(local netip.Addr, dir uint8, peer netip.Addr, proto uint8,
 	if c, ok := s.classes[string(ck)]; ok {
 		v.Class = le.Uint32(c)
 	}
-	for _, cls := range []uint32{v.Class, ClassAny} {
-		k := make([]byte, PolicyKeySize)
-		PolicyKey{Policy: policy, Class: cls, Dir: dir, Proto: proto, Port: port}.put(k)
-		if e := longest(s.policy[string(k[4:13])], k[4:]); e != nil {
-			if e.val[0] != ActionNone {
-				v.Action, v.Rule = e.val[0], le.Uint32(e.val[4:])
+	// Each layer answers deny, allow or nothing: deny wins, then allow.
+	var found [2]*lpm
+	for l, policy := range layers {
+		if policy == 0 {
+			continue
+		}
+		for _, cls := range []uint32{v.Class, ClassAny} {
+			k := make([]byte, PolicyKeySize)
+			PolicyKey{Policy: policy, Class: cls, Dir: dir, Proto: proto, Port: port}.put(k)
+			if e := longest(s.policy[string(k[4:13])], k[4:]); e != nil {
+				if e.val[0] != ActionNone {
+					found[l] = e
+				}
+				break // a hit, even "no verdict", ends this layer
+			}
+		}
+	}
+	for _, want := range []uint8{ActionDeny, ActionAllow} {
+		for _, e := range found {
+			if e != nil && e.val[0] == want {
+				v.Action, v.Rule = want, le.Uint32(e.val[4:])
 				return v, nil
 			}
-			break // an explicit "no verdict": the default applies
 		}
 	}
 	v.Default = true

@@ -268,4 +268,13 @@ spec:
   ports: [{port: 80}]`, CNP("x", "to-web", "endpointSelector: {matchLabels: {pod: a}}\negress:\n- toServices: [{k8sService: {serviceName: web, namespace: y}}]")}, []Query{
 		{"x/a", "y/a", "80/TCP", A}, {"x/a", "y/b", "8080/TCP", D},
 	}},
+	{"a clusterwide baseline (shared layer) and namespaced exceptions combine", []string{
+		CCNP("baseline", "endpointSelector: {}\ningress:\n- fromEntities: [cluster]\negress:\n- toEntities: [all]\negressDeny:\n- toEntities: [world]\n  toPorts: [{ports: [{port: \"25\", protocol: TCP}]}]"),
+		CNP("x", "no-y", "endpointSelector: {matchLabels: {pod: a}}\ningressDeny:\n- fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: y}}]\negress:\n- toCIDR: [1.1.1.1/32]\n  toPorts: [{ports: [{port: \"25\", protocol: TCP}]}]"),
+		NP("z", "z-web", "podSelector: {matchLabels: {pod: a}}\ningress:\n- ports: [{port: 8443}]"),
+	}, []Query{
+		{"y/a", "x/a", "80/TCP", D}, {"z/a", "x/a", "80/TCP", A}, {"203.0.113.7", "x/a", "80/TCP", D},
+		{"x/a", "1.1.1.1", "25/TCP", D}, {"x/a", "1.1.1.1", "443/TCP", A}, {"x/b", "y/a", "80/TCP", A},
+		{"203.0.113.7", "z/a", "8443/TCP", A}, {"203.0.113.7", "z/a", "80/TCP", D}, {"y/a", "z/a", "80/TCP", A},
+	}},
 }
