@@ -149,7 +149,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // defaultMemoryLimit is sluice compile's soft heap limit.
-const defaultMemoryLimit = 900 << 20
+const defaultMemoryLimit = 960 << 20
 
 type compilerResult struct {
 	cluster *ir.Cluster
