@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
 )
 
 // Datapath is an artifact made live: its maps filled and its programs
@@ -32,6 +33,14 @@ func (d *Datapath) Close() {
 
 // ErrPrivilege says the machine does not let this process use BPF.
 var ErrPrivilege = errors.New("BPF needs root (CAP_BPF and CAP_NET_ADMIN): run as root")
+
+// expectedLayout is what the programs read: key size, value size, type.
+var expectedLayout = map[string][3]int{
+	bpf.MapIPCache:   {emit.IPCacheKeySize, emit.IPCacheValueSize, int(ebpf.LPMTrie)},
+	bpf.MapClasses:   {emit.ClassKeySize, emit.ClassValueSize, int(ebpf.Hash)},
+	bpf.MapPolicy:    {emit.PolicyKeySize, emit.PolicyValueSize, int(ebpf.LPMTrie)},
+	bpf.MapEndpoints: {emit.EndpointKeySize, emit.EndpointValueSize, int(ebpf.Hash)},
+}
 
 // ProgramSpecs returns the programs of a node's datapath.
 func ProgramSpecs() map[string]*ebpf.ProgramSpec {
@@ -62,10 +71,19 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 		if err != nil {
 			return nil, fmt.Errorf("map %s: %w", m.Name, err)
 		}
-		data := a.Files[m.File]
+		data, ok := a.Files[m.File]
+		if !ok {
+			return nil, fmt.Errorf("%s: map %s: its image %s is not in the manifest's files", a.Dir, m.Name, m.File)
+		}
 		rec := m.KeySize + m.ValueSize
 		if rec == 0 || len(data)%rec != 0 {
-			return nil, fmt.Errorf("map %s: %d bytes is not a whole number of %d-byte records", m.Name, len(data), rec)
+			return nil, fmt.Errorf("%s: map %s: %s holds %d bytes, not a whole number of %d-byte records (truncated?)", a.Dir, m.Name, m.File, len(data), rec)
+		}
+		if n := len(data) / rec; n != m.Entries || n > m.MaxEntries {
+			return nil, fmt.Errorf("%s: map %s: %s holds %d entries; the manifest says %d, with room for %d", a.Dir, m.Name, m.File, n, m.Entries, m.MaxEntries)
+		}
+		if want, ok := expectedLayout[m.Name]; ok && (want[0] != m.KeySize || want[1] != m.ValueSize || want[2] != int(typ)) {
+			return nil, fmt.Errorf("%s: map %s: key %d and value %d bytes (%s); this sluice's datapath reads %d and %d (%s)", a.Dir, m.Name, m.KeySize, m.ValueSize, typ, want[0], want[1], ebpf.MapType(want[2]))
 		}
 		spec := &ebpf.MapSpec{Name: m.Name, Type: typ, KeySize: uint32(m.KeySize), ValueSize: uint32(m.ValueSize),
 			MaxEntries: uint32(max(m.MaxEntries, 1)), Flags: m.Flags}
@@ -78,12 +96,20 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 	// across generations.
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
+	return loadCollection(a.Dir, cs)
+}
+
+func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
 	coll, err := ebpf.NewCollection(cs)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
 		}
-		return nil, err
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("%s: the kernel verifier rejected a program: %v", dir, ve)
+		}
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return &Datapath{Maps: coll.Maps, Programs: coll.Programs, Specs: cs.Programs}, nil
 }
