@@ -102,12 +102,12 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
 	coll, err := ebpf.NewCollection(cs)
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
-		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("%s: the kernel verifier rejected a program: %v", dir, ve)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
 		}
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
