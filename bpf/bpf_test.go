@@ -224,10 +224,37 @@ func TestConntrack(t *testing.T) {
 		{"SYN-ACK to another port", to, tcp(client, public, 8080, 41001, synack), bpf.TCXDrop},
 		{"new client -> public SYN", to, tcp(client, public, 40001, 80, syn), bpf.TCXDrop},
 	}
+	dropped := uint64(0)
 	for _, st := range steps {
 		if got := run(st.prog, st.pkt); got != st.want {
 			t.Fatalf("%s: returned %d, want %d", st.what, got, st.want)
 		}
+		if st.want == bpf.TCXDrop {
+			dropped++
+		}
+	}
+	// Every drop was counted, under "isolated and no rule allowed it".
+	counts, err := dp.Drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[bpf.DropDefault] != dropped || counts[bpf.DropDenied] != 0 || counts[bpf.DropMalformed] != 0 {
+		t.Errorf("drop counters %v, want %d default drops", counts, dropped)
+	}
+	// An IPv4 header shorter than 20 bytes is dropped as malformed.
+	short := tcp(client, public, 1, 2, syn)
+	short[14] = 0x43 // IHL 3
+	if got := run(to, short); got != bpf.TCXDrop {
+		t.Errorf("IPv4 header length 12: %d, want drop", got)
+	}
+	if counts, _ = dp.Drops(); counts[bpf.DropMalformed] != 1 {
+		t.Errorf("malformed drops: %d, want 1", counts[bpf.DropMalformed])
+	}
+	// ARP (not IPv4) passes untouched.
+	arp := make([]byte, 42)
+	arp[12], arp[13] = 0x08, 0x06
+	if got := run(to, arp); got != bpf.TCXPass {
+		t.Errorf("ARP: %d, want pass", got)
 	}
 	// The entry: keyed in the first packet's direction, established.
 	ct := dp.Maps[bpf.MapConntrack]

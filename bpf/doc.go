@@ -44,6 +44,7 @@
 //	-96 .. -81   conntrack value being created
 //	-100 .. -97  the peer's class
 //	-104 .. -101 set when a policy layer allowed the packet
+//	-108 .. -105 drops map key (the drop reason)
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

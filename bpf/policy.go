@@ -58,6 +58,7 @@ const (
 	stCTValue     = -96
 	stClass       = -100
 	stAllowed     = -104
+	stDropKey     = -108
 	skbData       = 76
 	skbDataEnd    = 80
 	ethHdrLen     = 14
@@ -66,13 +67,16 @@ const (
 
 // Labels.
 const (
-	lblPass    = "pass"
-	lblDrop    = "drop"
-	lblNoPorts = "no_ports"
-	lblLookup  = "lookup"
-	lblClass   = "have_class"
-	lblDefault = "default"
-	lblCreate  = "ct_create"
+	lblPass          = "pass"
+	lblDrop          = "drop"
+	lblDropMalformed = "drop_malformed"
+	lblDropDenied    = "drop_denied"
+	lblDropDefault   = "drop_default"
+	lblNoPorts       = "no_ports"
+	lblLookup        = "lookup"
+	lblClass         = "have_class"
+	lblDefault       = "default"
+	lblCreate        = "ct_create"
 )
 
 // PolicyProgram returns a policy program for one direction.
@@ -84,6 +88,7 @@ func PolicyProgram(dir Direction) asm.Instructions {
 	insns = append(insns, lookupPolicy(dir)...)
 	insns = append(insns, verdicts()...)
 	insns = append(insns, ctCreate(dir)...)
+	insns = append(insns, drops()...)
 	return insns
 }
 
@@ -107,7 +112,7 @@ func parseIPv4(dir Direction) asm.Instructions {
 		// IPv4 fixed header.
 		asm.Mov.Reg(asm.R2, asm.R7),
 		asm.Add.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen),
-		asm.JGT.Reg(asm.R2, asm.R8, lblDrop),
+		asm.JGT.Reg(asm.R2, asm.R8, lblDropMalformed),
 		asm.LoadMem(asm.R3, asm.R7, ethHdrLen+9, asm.Byte),
 		asm.StoreMem(asm.RFP, stProto, asm.R3, asm.Byte),
 		asm.LoadMem(asm.R4, asm.R7, localOff, asm.Word),
@@ -127,7 +132,7 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R7, ethHdrLen, asm.Byte),
 		asm.And.Imm(asm.R2, 0x0f),
 		asm.LSh.Imm(asm.R2, 2),
-		asm.JLT.Imm(asm.R2, ipv4MinHdrLen, lblDrop),
+		asm.JLT.Imm(asm.R2, ipv4MinHdrLen, lblDropMalformed),
 		asm.Mov.Reg(asm.R4, asm.R7),
 		asm.Add.Imm(asm.R4, ethHdrLen),
 		asm.Add.Reg(asm.R4, asm.R2),
@@ -269,7 +274,7 @@ func policyLayer(name string, idSlot int16) asm.Instructions {
 	return append(in,
 		asm.JEq.Imm(asm.R0, 0, done),
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(hit),
-		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDrop),
+		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDropDenied),
 		asm.JNE.Imm(asm.R2, int32(emit.ActionAllow), done),
 		asm.StoreImm(asm.RFP, stAllowed, 1, asm.Word),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
@@ -280,11 +285,47 @@ func verdicts() asm.Instructions {
 	return asm.Instructions{
 		// No layer had a verdict: the endpoint's default.
 		asm.LoadMem(asm.R2, asm.RFP, stEnforced, asm.Word).WithSymbol(lblDefault),
-		asm.JNE.Imm(asm.R2, 0, lblDrop),
+		asm.JNE.Imm(asm.R2, 0, lblDropDefault),
 		asm.Ja.Label(lblCreate),
 		asm.Mov.Imm(asm.R0, TCXPass).WithSymbol(lblPass),
 		asm.Return(),
-		asm.Mov.Imm(asm.R0, TCXDrop).WithSymbol(lblDrop),
-		asm.Return(),
 	}
+}
+
+// Drop reasons, the index of the drops map.
+const (
+	DropMalformed = 0 // an IPv4 header that does not parse
+	DropDenied    = 1 // a deny rule matched
+	DropDefault   = 2 // isolated, and no rule allowed it
+	DropReasons   = 3
+)
+
+// MapDrops counts drops by reason: a per-CPU array of u64. Node state,
+// like conntrack.
+const MapDrops = "drops"
+
+// drops counts a drop by reason and returns TCXDrop.
+func drops() asm.Instructions {
+	var in asm.Instructions
+	for _, d := range []struct {
+		label  string
+		reason int32
+	}{{lblDropMalformed, DropMalformed}, {lblDropDenied, DropDenied}, {lblDropDefault, DropDefault}} {
+		in = append(in,
+			asm.Mov.Imm(asm.R2, d.reason).WithSymbol(d.label),
+			asm.Ja.Label(lblDrop),
+		)
+	}
+	in = append(in,
+		asm.StoreMem(asm.RFP, stDropKey, asm.R2, asm.Word).WithSymbol(lblDrop),
+	)
+	in = append(in, mapLookup(MapDrops, stDropKey)...)
+	return append(in,
+		asm.JEq.Imm(asm.R0, 0, "drop_out"),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R2, 1),
+		asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord), // per-CPU: no other writer
+		asm.Mov.Imm(asm.R0, TCXDrop).WithSymbol("drop_out"),
+		asm.Return(),
+	)
 }

@@ -94,6 +94,7 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 	}
 	// Conntrack is node state: a fresh map here; the agent keeps its own
 	// across generations.
+	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
 	return loadCollection(a.Dir, cs)
@@ -112,6 +113,21 @@ func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return &Datapath{Maps: coll.Maps, Programs: coll.Programs, Specs: cs.Programs}, nil
+}
+
+// Drops returns the drop counters by reason, summed over CPUs.
+func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
+	var out [bpf.DropReasons]uint64
+	for r := range out {
+		var perCPU []uint64
+		if err := d.Maps[bpf.MapDrops].Lookup(uint32(r), &perCPU); err != nil {
+			return out, err
+		}
+		for _, v := range perCPU {
+			out[r] += v
+		}
+	}
+	return out, nil
 }
 
 // ProgramListing renders a program as text, for the artifact and reviews.
