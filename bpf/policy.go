@@ -83,8 +83,9 @@ const (
 func PolicyProgram(dir Direction) asm.Instructions {
 	var insns asm.Instructions
 	insns = append(insns, parseIPv4(dir)...)
-	insns = append(insns, lookupEndpoint(dir)...)
+	// Conntrack first: the established path then costs one hash lookup.
 	insns = append(insns, ctLookup(dir)...)
+	insns = append(insns, lookupEndpoint(dir)...)
 	insns = append(insns, lookupPolicy(dir)...)
 	insns = append(insns, verdicts()...)
 	insns = append(insns, ctCreate(dir)...)

@@ -270,3 +270,22 @@ func (im *Image) Entries() (keys, values [][]byte) {
 	}
 	return keys, values
 }
+
+// Bytes encodes a key or value in its map layout (for tools and tests
+// that build maps by hand).
+func (k IPCacheKey) Bytes() []byte { b := make([]byte, IPCacheKeySize); k.put(b); return b }
+
+// Bytes encodes the value.
+func (v IPCacheValue) Bytes() []byte { b := make([]byte, IPCacheValueSize); v.put(b); return b }
+
+// Bytes encodes the key.
+func (k ClassKey) Bytes() []byte { b := make([]byte, ClassKeySize); k.put(b); return b }
+
+// Bytes encodes the key.
+func (k PolicyKey) Bytes() []byte { b := make([]byte, PolicyKeySize); k.put(b); return b }
+
+// Bytes encodes the value.
+func (v PolicyValue) Bytes() []byte { b := make([]byte, PolicyValueSize); v.put(b); return b }
+
+// Bytes encodes the value.
+func (v EndpointValue) Bytes() []byte { b := make([]byte, EndpointValueSize); v.put(b); return b }

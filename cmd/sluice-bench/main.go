@@ -16,6 +16,7 @@ import (
 	"os/signal"
 
 	"github.com/sluicenet/sluice/compiler/synth"
+	"github.com/sluicenet/sluice/loader"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -28,6 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scale := fs.Float64("scale", 1.0, "size of the largest cluster relative to the full benchmark cluster")
 	runs := fs.Int("runs", 3, "compiler runs per size (the median wall time is reported)")
 	quiet := fs.Bool("q", false, "do not print progress")
+	datapath := fs.Int("datapath", 1000000, "BPF_PROG_TEST_RUN repeats for the datapath table (0: skip it; needs root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sluice-bench -sluice PATH [-work DIR] [-scale 1.0]")
 		fs.PrintDefaults()
@@ -51,5 +53,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep.Print(stdout)
+	if *datapath > 0 {
+		fmt.Fprintln(stdout)
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(stdout, "datapath: skipped (BPF_PROG_TEST_RUN needs root)")
+			return 0
+		}
+		if err := loader.BenchDatapath(stdout, loader.DefaultDatapathBench, *datapath); err != nil {
+			fmt.Fprintf(stderr, "sluice-bench: datapath: %v\n", err)
+			return 1
+		}
+	}
 	return 0
 }

@@ -1,0 +1,173 @@
+package loader
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
+)
+
+// DatapathBenchCase is one row of the datapath benchmark.
+type DatapathBenchCase struct {
+	Path     string // floor, established, new
+	IPCache  int    // ipcache entries
+	Policies int    // policy entries of the endpoint
+}
+
+// DefaultDatapathBench are the rows make bench measures.
+var DefaultDatapathBench = []DatapathBenchCase{
+	{"floor", 0, 0},
+	{"established", 1000, 10},
+	{"established", 1000000, 10},
+	{"new", 1000, 10},
+	{"new", 100000, 10},
+	{"new", 1000000, 10},
+	{"new", 1000, 100},
+	{"new", 1000, 10000},
+}
+
+var (
+	benchLocal = netip.MustParseAddr("10.0.0.10")
+	benchPeer  = netip.MustParseAddr("10.200.0.1")
+)
+
+// benchArtifact lays out maps with n ipcache entries (random /32s, the
+// peer among them) and m policy entries for the one local endpoint, whose
+// ingress is enforced and has no rule for the benchmark packet: a new
+// connection makes every lookup and is dropped by default.
+func benchArtifact(n, m int, allow bool) *Artifact {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	a := &Artifact{Dir: fmt.Sprintf("bench-%d-%d", n, m), Files: map[string][]byte{}}
+	add := func(name, typ string, ks, vs, size int, recs [][2][]byte) {
+		var data []byte
+		for _, r := range recs {
+			data = append(data, r[0]...)
+			data = append(data, r[1]...)
+		}
+		file := "maps/" + name + ".bin"
+		a.Files[file] = data
+		flags := uint32(0)
+		if typ == "lpm_trie" {
+			flags = 1
+		}
+		a.Manifest.Maps = append(a.Manifest.Maps, ManifestMapOf(name, typ, ks, vs, max(size, len(recs), 1), flags, len(recs), file))
+	}
+	ipc := [][2][]byte{
+		{emit.IPCacheKey{Prefix: netip.MustParsePrefix("0.0.0.0/0")}.Bytes(), emit.IPCacheValue{Identity: 2, Node: emit.NodeNone}.Bytes()},
+		{emit.IPCacheKey{Prefix: netip.PrefixFrom(benchPeer, 32)}.Bytes(), emit.IPCacheValue{Identity: 1000, Node: 1, Flags: emit.FlagEndpoint}.Bytes()},
+		{emit.IPCacheKey{Prefix: netip.PrefixFrom(benchLocal, 32)}.Bytes(), emit.IPCacheValue{Identity: 1001, Node: 0, Flags: emit.FlagEndpoint}.Bytes()},
+	}
+	seen := map[netip.Addr]bool{benchPeer: true, benchLocal: true}
+	for len(ipc) < n {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], 0x0b000000|rng.Uint32()&0x00ffffff) // 11.0.0.0/8
+		ip := netip.AddrFrom4(b)
+		if seen[ip] {
+			continue
+		}
+		seen[ip] = true
+		ipc = append(ipc, [2][]byte{emit.IPCacheKey{Prefix: netip.PrefixFrom(ip, 32)}.Bytes(), emit.IPCacheValue{Identity: 256 + uint32(len(ipc)%5000), Node: 1, Flags: emit.FlagEndpoint}.Bytes()})
+	}
+	add("ipcache", "lpm_trie", emit.IPCacheKeySize, emit.IPCacheValueSize, n, ipc)
+	cls := [][2][]byte{{emit.ClassKey{Identity: 1000, PeerNode: emit.NodeNone}.Bytes(), binary.LittleEndian.AppendUint32(nil, 7)}}
+	add("classes", "hash", emit.ClassKeySize, emit.ClassValueSize, 16, cls)
+	var pol [][2][]byte
+	for i := 0; len(pol) < m; i++ {
+		// Entries of other classes and ports than the packet's.
+		k := emit.PolicyKey{Bits: 96, Policy: 1, Class: uint32(8 + i/1000), Dir: emit.DirIngress, Proto: 6, Port: uint16(1000 + i%1000)}
+		pol = append(pol, [2][]byte{k.Bytes(), emit.PolicyValue{Action: emit.ActionAllow, Rule: uint32(i + 1)}.Bytes()})
+	}
+	if allow {
+		k := emit.PolicyKey{Bits: 96, Policy: 1, Class: 7, Dir: emit.DirIngress, Proto: 6, Port: 80}
+		pol[0] = [2][]byte{k.Bytes(), emit.PolicyValue{Action: emit.ActionAllow, Rule: 1}.Bytes()}
+	}
+	add("policy", "lpm_trie", emit.PolicyKeySize, emit.PolicyValueSize, m, pol)
+	l4 := benchLocal.As4()
+	eps := [][2][]byte{{l4[:], emit.EndpointValue{Identity: 1001, Policy: 1, Flags: emit.EndpointIngressEnforced}.Bytes()}}
+	add("endpoints", "hash", emit.EndpointKeySize, emit.EndpointValueSize, 16, eps)
+	return a
+}
+
+// ManifestMapOf describes a map image for a hand-built artifact.
+func ManifestMapOf(name, typ string, keySize, valueSize, maxEntries int, flags uint32, entries int, file string) emit.ManifestMap {
+	return emit.ManifestMap{MapSpec: emit.MapSpec{Name: name, Type: typ, KeySize: keySize, ValueSize: valueSize,
+		MaxEntries: maxEntries, Flags: flags, Entries: entries}, File: file}
+}
+
+// BenchDatapath measures the to-container program with BPF_PROG_TEST_RUN
+// repeat counts and prints ns/packet and the ratio to a program that
+// returns at once, all measured in this run.
+func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
+	pkt := bpf.Packet(benchPeer, benchLocal, 6, 40000, 80, 0x02)
+	floorProg, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		return fmt.Errorf("load the floor program: %w", err)
+	}
+	defer floorProg.Close()
+	_, floor, err := floorProg.Benchmark(pkt, repeat, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "datapath: to-container, BPF_PROG_TEST_RUN, %d repeats, hot caches\n", repeat)
+	fmt.Fprintf(w, "  %-12s %10s %12s %10s %8s\n", "path", "ipcache", "policy/ep", "ns/packet", "x floor")
+	results := map[DatapathBenchCase]float64{}
+	for _, c := range cases {
+		var d time.Duration
+		if c.Path == "floor" {
+			d = floor
+		} else {
+			a := benchArtifact(c.IPCache, c.Policies, c.Path == "established")
+			dp, err := LoadArtifact(a)
+			if err != nil {
+				return err
+			}
+			prog := dp.Programs[bpf.ToContainer.String()]
+			want := uint32(bpf.TCXDrop)
+			if c.Path == "established" {
+				// The first packet is allowed and tracked; the rest hit
+				// conntrack.
+				want = bpf.TCXPass
+				if _, err := prog.Run(&ebpf.RunOptions{Data: pkt}); err != nil {
+					dp.Close()
+					return err
+				}
+			}
+			ret, dd, err := prog.Benchmark(pkt, repeat, nil)
+			dp.Close()
+			if err != nil {
+				return err
+			}
+			if ret != want {
+				return fmt.Errorf("%s path returned %d, want %d", c.Path, ret, want)
+			}
+			d = dd
+		}
+		ns := float64(d.Nanoseconds())
+		results[c] = ns
+		fmt.Fprintf(w, "  %-12s %10d %12d %10.1f %8.2f\n", c.Path, c.IPCache, c.Policies, ns, ns/float64(floor.Nanoseconds()))
+	}
+	fl := float64(floor.Nanoseconds())
+	est := results[DatapathBenchCase{"established", 1000000, 10}]
+	new1M := results[DatapathBenchCase{"new", 1000000, 10}]
+	new1k := results[DatapathBenchCase{"new", 1000, 10}]
+	verdict := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		return "MISSED"
+	}
+	if est > 0 && new1M > 0 && new1k > 0 && fl > 0 {
+		fmt.Fprintf(w, "  established path %.2fx floor (target <= 3) %s; new path at 1M ipcache %.2fx floor (target <= 8) %s; growth 1k -> 1M %.2fx (target <= 1.5) %s\n",
+			est/fl, verdict(est/fl <= 3), new1M/fl, verdict(new1M/fl <= 8), new1M/new1k, verdict(new1M/new1k <= 1.5))
+	}
+	return nil
+}
