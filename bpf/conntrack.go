@@ -13,7 +13,7 @@ const MapConntrack = "conntrack"
 // Conntrack layout (LRU hash):
 //
 //	key   (16): saddr [4]BE | daddr [4]BE | sport [2]BE | dport [2]BE | proto u8 | dir u8 | pad [2]
-//	value (16): expires u64 (bpf_ktime_get_ns) | flags u32 | pad u32
+//	value (16): expires u64 (bpf_ktime_get_coarse_ns) | flags u32 | pad u32
 //
 // An entry is created by the program that allowed a connection's first
 // packet, keyed in that packet's direction with dir = the program's
@@ -92,7 +92,7 @@ func ctLookup(dir Direction) asm.Instructions {
 		in = append(in,
 			asm.JEq.Imm(asm.R0, 0, next),
 			asm.Mov.Reg(asm.R7, asm.R0), // the packet is parsed: R7 is free
-			asm.FnKtimeGetNs.Call(),
+			asm.FnKtimeGetCoarseNs.Call(),
 			asm.LoadMem(asm.R2, asm.R7, 0, asm.DWord),
 			asm.JGT.Reg(asm.R0, asm.R2, next), // expired
 			asm.Ja.Label("ct_refresh"),
@@ -126,7 +126,7 @@ func ctLookup(dir Direction) asm.Instructions {
 // ctCreate records an allowed new connection, then passes it.
 func ctCreate(dir Direction) asm.Instructions {
 	in := asm.Instructions{
-		asm.FnKtimeGetNs.Call().WithSymbol(lblCreate),
+		asm.FnKtimeGetCoarseNs.Call().WithSymbol(lblCreate),
 		asm.LoadImm(asm.R1, int64(CTTimeoutNonTCP), asm.DWord),
 		asm.LoadMem(asm.R2, asm.RFP, stProto, asm.Byte),
 		asm.JNE.Imm(asm.R2, 6, "ct_create_store"),
