@@ -200,3 +200,26 @@ func TestTraceDatapath(t *testing.T) {
 		t.Errorf("kernel matrix differs from the evaluator's (rc %d):\n%s", rc, errs)
 	}
 }
+
+// A map that would overflow fails the compile with the numbers, and
+// nothing is written.
+func TestCapacity(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	_, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out, "--map-size-ipcache", "10", "--map-size-policy", "1")
+	if rc != 1 {
+		t.Fatalf("rc %d, want 1\n%s", rc, errs)
+	}
+	for _, want := range []string{
+		"capacity exceeded",
+		"map ipcache needs 15 entries but holds 10 (raise --map-size-ipcache to at least 15)",
+		"map policy on node worker-2 needs 2 entries but holds 1 (raise --map-size-policy to at least 2)",
+		"nothing was written",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("errors lack %q:\n%s", want, errs)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("output written despite the overflow: %v", err)
+	}
+}
