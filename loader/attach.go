@@ -1,0 +1,65 @@
+package loader
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluicenet/sluice/bpf"
+)
+
+// AttachEndpoint attaches the policy programs to a pod's host-side veth
+// with TCX: from-container on its ingress (packets leaving the pod),
+// to-container on its egress (packets entering it). The caller closes the
+// links to detach.
+func (d *Datapath) AttachEndpoint(ifindex int) ([]link.Link, error) {
+	var links []link.Link
+	for _, a := range []struct {
+		dir    bpf.Direction
+		attach ebpf.AttachType
+	}{{bpf.FromContainer, ebpf.AttachTCXIngress}, {bpf.ToContainer, ebpf.AttachTCXEgress}} {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.Programs[a.dir.String()], Attach: a.attach})
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			return nil, fmt.Errorf("attach %s to ifindex %d: %w", a.dir, ifindex, err)
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+// InNetNS runs fn on an OS thread switched into the network namespace at
+// path (such as /var/run/netns/NAME), and switches back. Sockets and links
+// that fn creates belong to that namespace.
+func InNetNS(path string, fn func() error) error {
+	target, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter %s: %w", path, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread is in the wrong namespace: never let it run anything
+		// else (it dies with the goroutine, left locked).
+		return fmt.Errorf("return from %s: %w", path, err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
