@@ -300,6 +300,22 @@ func TestConntrack(t *testing.T) {
 	if closing := binary.LittleEndian.Uint64(val); closing >= expires {
 		t.Errorf("after FIN the entry expires at %d, not sooner than the established %d", closing, expires)
 	}
+	// Reuse after expiry: once the entry has run out, the same 5-tuple
+	// from client is a new connection again, and policy drops it.
+	binary.LittleEndian.PutUint64(val, 1)
+	if err := ct.Put(key, val); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(to, tcp(client, public, 8080, 41000, ack)); got != bpf.TCXDrop {
+		t.Fatalf("packet of an expired connection: %d, want drop", got)
+	}
+	// And public may open it again: a fresh entry replaces the old one.
+	if got := run(from, tcp(public, client, 41000, 8080, syn)); got != bpf.TCXPass {
+		t.Fatalf("reopening public -> client: %d, want pass", got)
+	}
+	if got := run(to, tcp(client, public, 8080, 41000, synack)); got != bpf.TCXPass {
+		t.Fatalf("reply on the reopened connection: %d, want pass", got)
+	}
 	// UDP replies and ICMP echo replies are tracked as well.
 	udp := func(src, dst netip.Addr, sport, dport uint16) []byte {
 		return bpf.Packet(src, dst, 17, sport, dport, 0)
