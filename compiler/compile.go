@@ -534,7 +534,13 @@ func (c *compilation) endpoints(cl *ir.Cluster) {
 	for _, p := range c.templates {
 		cl.Workloads = append(cl.Workloads, ir.Workload{Namespace: p.namespace, Kind: p.kind, Name: p.name, Identity: p.identity, NamedPorts: p.named, Source: src(p.obj)})
 	}
-	sort.Slice(cl.Endpoints, func(i, j int) bool { return cl.Endpoints[i].Key() < cl.Endpoints[j].Key() })
+	sort.Slice(cl.Endpoints, func(i, j int) bool {
+		a, b := &cl.Endpoints[i], &cl.Endpoints[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
 	sort.Slice(cl.Workloads, func(i, j int) bool {
 		a, b := cl.Workloads[i], cl.Workloads[j]
 		if a.Namespace != b.Namespace {

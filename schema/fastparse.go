@@ -2,6 +2,7 @@ package schema
 
 import (
 	"unicode/utf8"
+	"unsafe"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -34,7 +35,10 @@ func fastParse(data []byte, scratch *fastScratch) *yaml.Node {
 	if scratch == nil {
 		scratch = &fastScratch{}
 	}
-	p := fastParser{s: string(data), fastScratch: scratch}
+	// The document's bytes are never written after they are read, so the
+	// parser's string (and every scalar sliced from it) can share them
+	// instead of holding a second copy of the input.
+	p := fastParser{s: unsafe.String(unsafe.SliceData(data), len(data)), fastScratch: scratch}
 	p.nodes = p.nodes[:0]
 	p.ptrs = p.ptrs[:0]
 	p.stack = p.stack[:0]

@@ -118,6 +118,9 @@ type treeCache struct {
 	ch    chunk
 	lines [2]int // the List item lines parsed, or zero for the whole chunk
 	docs  []*yaml.Node
+	// scratch is reused by every re-parse: only Pos values leave locate,
+	// so the previous tree is garbage when the next one overwrites it.
+	scratch fastScratch
 }
 
 func (c *treeCache) locate(o *Object, path []pathElem) Pos {
@@ -128,7 +131,7 @@ func (c *treeCache) locate(o *Object, path []pathElem) Pos {
 		return d.pos(d.locate(n, path))
 	}
 	if c.src != o.src || c.ch != o.ch || c.lines != [2]int{} || c.docs == nil {
-		c.docs, _ = parseChunk(o.src.data[o.ch.start:o.ch.end], nil)
+		c.docs, _ = parseChunk(o.src.data[o.ch.start:o.ch.end], &c.scratch)
 		c.src, c.ch, c.lines = o.src, o.ch, [2]int{}
 	}
 	if o.doc >= len(c.docs) || len(c.docs[o.doc].Content) == 0 {
@@ -172,7 +175,7 @@ func (c *treeCache) item(o *Object) (*yaml.Node, int) {
 			}
 			frag[i] = ' '
 		}
-		c.docs, _ = parseChunk(frag, nil)
+		c.docs, _ = parseChunk(frag, &c.scratch)
 	}
 	line0 := o.ch.line0 + o.lines[0] - 1
 	if len(c.docs) != 1 || len(c.docs[0].Content) == 0 {
