@@ -137,12 +137,21 @@ func checkKernelSample(t *testing.T, cl *ir.Cluster, out *emit.Output, perNode, 
 							q.Src, q.Dst = e.IPs[0], peer
 						}
 						want := ev.SideVerdict(ir.Direction(dir), e, pi, q)
-						ret, err := dp.Programs[dir.String()].Run(&ebpf.RunOptions{Data: packet(q.Src, q.Dst, pp.Proto, pp.Port)})
-						if err != nil {
-							t.Fatalf("run: %v", err)
-						}
-						if ret == bpf.TCXPass { // every probe must be a first packet
-							dp.Maps[bpf.MapConntrack].Delete(ctKeyOf(q, dir))
+						// The endpoint's own program (inline when the cost
+						// model chose it) and the node's generic one.
+						var ret uint32
+						for pi, prog := range []*ebpf.Program{dp.ProgramFor(e.Key(), dir), dp.Programs[dir.String()]} {
+							r, err := prog.Run(&ebpf.RunOptions{Data: packet(q.Src, q.Dst, pp.Proto, pp.Port)})
+							if err != nil {
+								t.Fatalf("run: %v", err)
+							}
+							if r == bpf.TCXPass {
+								dp.Maps[bpf.MapConntrack].Delete(ctKeyOf(q, dir))
+							}
+							if pi > 0 && r != ret {
+								t.Errorf("node %s %s %s peer %s %s: generic program %d, endpoint's program %d", a.Node, dir, e.Key(), peer, ir.PortString(pp.Proto, pp.Port), r, ret)
+							}
+							ret = r
 						}
 						wantRet := uint32(bpf.TCXPass)
 						if want.Verdict == ir.Deny {

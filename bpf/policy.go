@@ -208,6 +208,18 @@ func lookupEndpoint(dir Direction) asm.Instructions {
 // lookupPolicy resolves the peer's class and the verdict, as emit.Sim
 // does.
 func lookupPolicy(dir Direction) asm.Instructions {
+	in := lookupClass(dir)
+	in = append(in, policyLayer("own", stPolicyID)...)
+	in = append(in, policyLayer("shared", stShared)...)
+	return append(in,
+		asm.LoadMem(asm.R2, asm.RFP, stAllowed, asm.Word),
+		asm.JNE.Imm(asm.R2, 0, lblCreate),
+	)
+}
+
+// lookupClass finds the peer's class (ipcache, then classes) and writes
+// the parts of the policy key that do not depend on the layer.
+func lookupClass(dir Direction) asm.Instructions {
 	var in asm.Instructions
 	in = append(in,
 		// The peer: ipcache longest-prefix match.
@@ -245,12 +257,7 @@ func lookupPolicy(dir Direction) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.RFP, stPort, asm.Half),
 		asm.StoreMem(asm.RFP, stPolicyKey+14, asm.R2, asm.Half),
 	)
-	in = append(in, policyLayer("own", stPolicyID)...)
-	in = append(in, policyLayer("shared", stShared)...)
-	return append(in,
-		asm.LoadMem(asm.R2, asm.RFP, stAllowed, asm.Word),
-		asm.JNE.Imm(asm.R2, 0, lblCreate),
-	)
+	return in
 }
 
 // policyLayer looks the packet up in one layer of policy (the endpoint's

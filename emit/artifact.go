@@ -46,6 +46,9 @@ type Options struct {
 	// Shared are extra files, the same on every node (the programs'
 	// listings), by file name.
 	Shared map[string][]byte
+	// NodeFiles, when set, returns extra files of one node (the listings
+	// of the programs the cost model compiled for its policies), by name.
+	NodeFiles func(NodeSummary) map[string][]byte
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -398,8 +401,20 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 	add("dump/policy.txt", np.dumpPolicy())
 	add("dump/endpoints.txt", np.dumpEndpoints())
 	add("dump/services_local.txt", dumpServices(loc, lbs.backends))
-	nodeJSON, _ := json.MarshalIndent(np.summary(), "", " ")
+	summary := np.summary()
+	nodeJSON, _ := json.MarshalIndent(summary, "", " ")
 	add("node.json", append(nodeJSON, '\n'))
+	if opts.NodeFiles != nil {
+		extra := opts.NodeFiles(summary)
+		names := make([]string, 0, len(extra))
+		for n := range extra {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			add(n, extra[n])
+		}
+	}
 	a.Files = append(a.Files, sharedFiles()...)
 	sort.Slice(a.Files, func(i, j int) bool { return a.Files[i].Name < a.Files[j].Name })
 

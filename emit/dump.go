@@ -295,6 +295,12 @@ func (np *nodePlan) dumpPolicy() []byte {
 		b = strconv.AppendUint(b, uint64(g.id), 10)
 		if g.shared {
 			b = append(b, " (shared layer)"...)
+		} else if in := np.inlineEntries(g); in != nil {
+			b = append(b, " (inline: "...)
+			b = strconv.AppendInt(b, int64(len(in)), 10)
+			b = append(b, " entries compiled into the program)"...)
+		} else {
+			b = append(b, " (map lookup)"...)
 		}
 		b = append(b, "  endpoints:"...)
 		for _, e := range g.endpoints {
@@ -401,8 +407,14 @@ type NodeSummary struct {
 
 // GroupSummary is one policy number and its endpoints.
 type GroupSummary struct {
-	Policy    uint32   `json:"policy"`
-	Shared    bool     `json:"shared,omitempty"`
+	Policy uint32 `json:"policy"`
+	Shared bool   `json:"shared,omitempty"`
+	// Inline, when set, is the cost model's choice for this own-layer
+	// policy: the entries compiled into its endpoints' programs, in test
+	// order, instead of a policy map lookup.
+	Inline []InlineEntry `json:"inline,omitempty"`
+	// Lookup is "inline" or "map": how this policy's own layer is looked up.
+	Lookup    string   `json:"lookup"`
 	Endpoints []string `json:"endpoints"`
 	Ingress   bool     `json:"ingressEnforced"`
 	Egress    bool     `json:"egressEnforced"`
@@ -418,6 +430,12 @@ func (np *nodePlan) summary() NodeSummary {
 	s := NodeSummary{Node: np.node, Index: np.idx, Nodes: np.p.nodes}
 	for _, g := range np.groups {
 		gs := GroupSummary{Policy: g.id, Shared: g.shared, Ingress: g.enforced[0], Egress: g.enforced[1]}
+		gs.Lookup = "map"
+		if !g.shared {
+			if in := np.inlineEntries(g); in != nil {
+				gs.Inline, gs.Lookup = in, "inline"
+			}
+		}
 		for _, e := range g.endpoints {
 			gs.Endpoints = append(gs.Endpoints, e.Key())
 		}

@@ -12,17 +12,17 @@ import (
 	"github.com/sluicenet/sluice/bpf"
 )
 
-// AttachEndpoint attaches the policy programs to a pod's host-side veth
-// with TCX: from-container on its ingress (packets leaving the pod),
-// to-container on its egress (packets entering it). The caller closes the
-// links to detach.
-func (d *Datapath) AttachEndpoint(ifindex int) ([]link.Link, error) {
+// AttachEndpoint attaches an endpoint's policy programs ("ns/name") to its
+// host-side veth with TCX: from-container on the veth's ingress (packets
+// leaving the pod), to-container on its egress (packets entering it). The
+// caller closes the links to detach.
+func (d *Datapath) AttachEndpoint(endpoint string, ifindex int) ([]link.Link, error) {
 	var links []link.Link
 	for _, a := range []struct {
 		dir    bpf.Direction
 		attach ebpf.AttachType
 	}{{bpf.FromContainer, ebpf.AttachTCXIngress}, {bpf.ToContainer, ebpf.AttachTCXEgress}} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.Programs[a.dir.String()], Attach: a.attach})
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.ProgramFor(endpoint, a.dir), Attach: a.attach})
 		if err != nil {
 			for _, l := range links {
 				l.Close()

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,8 +18,24 @@ import (
 // loaded (through the verifier), not attached.
 type Datapath struct {
 	Maps     map[string]*ebpf.Map
-	Programs map[string]*ebpf.Program
+	Programs map[string]*ebpf.Program // by name: the generic programs and, per inline policy, "DIRECTION/POLICY"
 	Specs    map[string]*ebpf.ProgramSpec
+	// EndpointPolicy is each endpoint's own policy number ("ns/name").
+	EndpointPolicy map[string]uint32
+}
+
+// ProgramFor returns the program to attach for an endpoint: its policy's
+// own program when the cost model compiled the policy inline, else the
+// node's generic one.
+func (d *Datapath) ProgramFor(endpoint string, dir bpf.Direction) *ebpf.Program {
+	if p, ok := d.Programs[groupProgram(dir, d.EndpointPolicy[endpoint])]; ok {
+		return p
+	}
+	return d.Programs[dir.String()]
+}
+
+func groupProgram(dir bpf.Direction, policy uint32) string {
+	return fmt.Sprintf("%s/%d", dir, policy)
 }
 
 // Close releases the kernel objects.
@@ -66,6 +83,32 @@ func mapType(t string) (ebpf.MapType, error) {
 // their images, and loads the programs. Nothing is attached or pinned.
 func LoadArtifact(a *Artifact) (*Datapath, error) {
 	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs()}
+	endpointPolicy := map[string]uint32{}
+	if nj, ok := a.Files["node.json"]; ok {
+		var ns emit.NodeSummary
+		if err := json.Unmarshal(nj, &ns); err != nil {
+			return nil, fmt.Errorf("%s/node.json: %w", a.Dir, err)
+		}
+		for _, g := range ns.Groups {
+			if g.Shared {
+				continue
+			}
+			for _, e := range g.Endpoints {
+				endpointPolicy[e] = g.Policy
+			}
+			if g.Lookup != "inline" {
+				continue
+			}
+			for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
+				short := "in"
+				if dir == bpf.FromContainer {
+					short = "out"
+				}
+				cs.Programs[groupProgram(dir, g.Policy)] = &ebpf.ProgramSpec{Name: fmt.Sprintf("pol_%s_%d", short, g.Policy), Type: ebpf.SchedCLS,
+					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, g.Inline)}
+			}
+		}
+	}
 	for _, m := range a.Manifest.Maps {
 		typ, err := mapType(m.Type)
 		if err != nil {
@@ -97,7 +140,12 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
-	return loadCollection(a.Dir, cs)
+	dp, err := loadCollection(a.Dir, cs)
+	if err != nil {
+		return nil, err
+	}
+	dp.EndpointPolicy = endpointPolicy
+	return dp, nil
 }
 
 func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
@@ -128,6 +176,21 @@ func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// InlineListings renders the programs that the cost model compiled for a
+// node's policies, for the artifact: programs/DIRECTION-policy-N.txt.
+func InlineListings(ns emit.NodeSummary) map[string][]byte {
+	out := map[string][]byte{}
+	for _, g := range ns.Groups {
+		if g.Lookup != "inline" {
+			continue
+		}
+		for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
+			out[fmt.Sprintf("programs/%s-policy-%d.txt", dir, g.Policy)] = []byte(ProgramListing(bpf.PolicyProgramFor(dir, g.Inline)))
+		}
+	}
+	return out
 }
 
 // ProgramListing renders a program as text, for the artifact and reviews.

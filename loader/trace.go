@@ -81,7 +81,7 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		if dp == nil {
 			return "-", nil
 		}
-		ret, err := dp.Programs[progDir.String()].Run(&ebpf.RunOptions{Data: bpf.Packet(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
+		ret, err := dp.ProgramFor(pod.Key(), progDir).Run(&ebpf.RunOptions{Data: bpf.Packet(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
 		if err != nil {
 			return "", err
 		}

@@ -120,7 +120,7 @@ func TestTrafficThroughTCX(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			links, err := dp.AttachEndpoint(ifc.Index)
+			links, err := dp.AttachEndpoint("default/"+name, ifc.Index)
 			if err != nil {
 				return err
 			}

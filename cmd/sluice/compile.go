@@ -124,7 +124,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for name, spec := range loader.ProgramSpecs() {
 		listings["programs/"+name+".txt"] = []byte(loader.ProgramListing(spec.Instructions))
 	}
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, Shared: listings})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, Shared: listings, NodeFiles: loader.InlineListings})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
