@@ -30,6 +30,8 @@ var DefaultDatapathBench = []DatapathBenchCase{
 	{"new", 1000, 10},
 	{"new", 100000, 10},
 	{"new", 1000000, 10},
+	{"new inline", 1000, 10},
+	{"new inline", 1000000, 10},
 	{"new", 1000, 100},
 	{"new", 1000, 10000},
 }
@@ -131,6 +133,35 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 				return err
 			}
 			prog := dp.Programs[bpf.ToContainer.String()]
+			if c.Path == "new inline" {
+				// The same entries, compiled into the program.
+				var inline []emit.InlineEntry
+				data := a.Files["maps/policy.bin"]
+				for off := 0; off+emit.PolicyKeySize+emit.PolicyValueSize <= len(data); off += emit.PolicyKeySize + emit.PolicyValueSize {
+					k, v := data[off:], data[off+emit.PolicyKeySize:]
+					inline = append(inline, emit.InlineEntry{Bits: binary.LittleEndian.Uint32(k), Class: binary.LittleEndian.Uint32(k[8:]), Dir: k[12], Proto: k[13],
+						Port: binary.BigEndian.Uint16(k[14:]), Action: v[0], Rule: binary.LittleEndian.Uint32(v[4:])})
+				}
+				spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: map[string]*ebpf.ProgramSpec{"p": {Name: "bench_inline", Type: ebpf.SchedCLS,
+					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(bpf.ToContainer, inline)}}}
+				repl := map[string]*ebpf.Map{}
+				for name, m := range dp.Maps {
+					info, err := m.Info()
+					if err != nil {
+						dp.Close()
+						return err
+					}
+					spec.Maps[name] = &ebpf.MapSpec{Name: name, Type: info.Type, KeySize: info.KeySize, ValueSize: info.ValueSize, MaxEntries: info.MaxEntries, Flags: info.Flags}
+					repl[name] = m
+				}
+				coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+				if err != nil {
+					dp.Close()
+					return fmt.Errorf("inline program: %w", err)
+				}
+				defer coll.Close()
+				prog = coll.Programs["p"]
+			}
 			want := uint32(bpf.TCXDrop)
 			if c.Path == "established" {
 				// The first packet is allowed and tracked; the rest hit

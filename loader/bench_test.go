@@ -10,7 +10,7 @@ import (
 func TestBenchDatapathRuns(t *testing.T) {
 	requireBPF(t)
 	var b strings.Builder
-	cases := []DatapathBenchCase{{"floor", 0, 0}, {"established", 1000, 10}, {"new", 1000, 10}, {"new", 1000, 100}}
+	cases := []DatapathBenchCase{{"floor", 0, 0}, {"established", 1000, 10}, {"new", 1000, 10}, {"new inline", 1000, 10}, {"new", 1000, 100}}
 	if err := BenchDatapath(&b, cases, 10); err != nil {
 		t.Fatal(err)
 	}
