@@ -22,7 +22,7 @@ func PolicyProgramFor(dir Direction, inline []emit.InlineEntry) asm.Instructions
 	insns = append(insns, ctLookup(dir)...)
 	insns = append(insns, lookupEndpoint(dir)...)
 	insns = append(insns, lookupClass(dir)...)
-	insns = append(insns, inlineLayer(dir, inline)...)
+	insns = append(insns, InlineLayer(dir, inline)...)
 	insns = append(insns, policyLayer("shared", stShared)...)
 	insns = append(insns,
 		asm.LoadMem(asm.R2, asm.RFP, stAllowed, asm.Word),
@@ -34,10 +34,11 @@ func PolicyProgramFor(dir Direction, inline []emit.InlineEntry) asm.Instructions
 	return insns
 }
 
-// inlineLayer tests the entries in order (class-specific before ClassAny,
-// longer prefixes first, as emit orders them): the first that matches
-// decides this layer, as the two LPM lookups would.
-func inlineLayer(dir Direction, entries []emit.InlineEntry) asm.Instructions {
+// InlineLayer is the code that replaces a policy map lookup: it tests the
+// entries in order (class-specific before ClassAny, longer prefixes first,
+// as emit orders them), and the first that matches decides the layer, as
+// the two LPM lookups would.
+func InlineLayer(dir Direction, entries []emit.InlineEntry) asm.Instructions {
 	const done = "inline_done"
 	in := asm.Instructions{
 		asm.LoadMem(asm.R3, asm.RFP, stClass, asm.Word),

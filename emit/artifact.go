@@ -47,8 +47,9 @@ type Options struct {
 	// listings), by file name.
 	Shared map[string][]byte
 	// NodeFiles, when set, returns extra files of one node (the listings
-	// of the programs the cost model compiled for its policies), by name.
-	NodeFiles func(NodeSummary) map[string][]byte
+	// of the code the cost model compiled for its policies), by name, from
+	// its summary and its policy map image.
+	NodeFiles func(summary NodeSummary, policy []byte) map[string][]byte
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -405,7 +406,7 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 	nodeJSON, _ := json.MarshalIndent(summary, "", " ")
 	add("node.json", append(nodeJSON, '\n'))
 	if opts.NodeFiles != nil {
-		extra := opts.NodeFiles(summary)
+		extra := opts.NodeFiles(summary, pol.Data)
 		names := make([]string, 0, len(extra))
 		for n := range extra {
 			names = append(names, n)

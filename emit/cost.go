@@ -31,24 +31,25 @@ type InlineEntry struct {
 	Rule   uint32 `json:"rule"`
 }
 
-// inlineEntries returns a group's entries in the order a program must test
-// them to give what the two LPM lookups give: class-specific entries
-// before ClassAny ones, longer prefixes first; nil when the group is
-// better served by the map.
-func (np *nodePlan) inlineEntries(g *policyGroup) []InlineEntry {
-	var out []InlineEntry
-	for _, e := range np.policy {
-		if e.key.Policy != g.id {
-			continue
-		}
-		if len(out) == InlineMaxEntries {
-			return nil
-		}
-		out = append(out, InlineEntry{Class: e.key.Class, Dir: e.key.Dir, Proto: e.key.Proto, Port: e.key.Port, Bits: e.key.Bits, Action: e.val.Action, Rule: e.val.Rule})
+// InlineEntriesOf reads a policy map image and returns, per policy
+// number, its entries in the order an inline program tests them.
+func InlineEntriesOf(image []byte) map[uint32][]InlineEntry {
+	out := map[uint32][]InlineEntry{}
+	rec := PolicyKeySize + PolicyValueSize
+	for off := 0; off+rec <= len(image); off += rec {
+		k, v := image[off:off+PolicyKeySize], image[off+PolicyKeySize:off+rec]
+		policy := le.Uint32(k[4:])
+		out[policy] = append(out[policy], InlineEntry{Bits: le.Uint32(k), Class: le.Uint32(k[8:]), Dir: k[12], Proto: k[13],
+			Port: be.Uint16(k[14:]), Action: v[0], Rule: le.Uint32(v[4:])})
 	}
-	if float64(3*len(out))*compareNs >= lpmLookupNs {
-		return nil
+	for _, es := range out {
+		inlineOrder(es)
 	}
+	return out
+}
+
+// inlineOrder sorts entries as an inline program tests them.
+func inlineOrder(out []InlineEntry) {
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if (a.Class == ClassAny) != (b.Class == ClassAny) {
@@ -56,6 +57,30 @@ func (np *nodePlan) inlineEntries(g *policyGroup) []InlineEntry {
 		}
 		return a.Bits > b.Bits
 	})
+}
+
+// inlineEntries returns a group's entries in the order a program must test
+// them to give what the two LPM lookups give: class-specific entries
+// before ClassAny ones, longer prefixes first; nil when the group is
+// better served by the map.
+func (np *nodePlan) inlineEntries(g *policyGroup) []InlineEntry {
+	// np.policy is sorted by policy number: find this group's run.
+	lo := sort.Search(len(np.policy), func(i int) bool { return np.policy[i].key.Policy >= g.id })
+	hi := lo
+	for hi < len(np.policy) && np.policy[hi].key.Policy == g.id {
+		hi++
+	}
+	if hi-lo > InlineMaxEntries {
+		return nil
+	}
+	var out []InlineEntry
+	for _, e := range np.policy[lo:hi] {
+		out = append(out, InlineEntry{Class: e.key.Class, Dir: e.key.Dir, Proto: e.key.Proto, Port: e.key.Port, Bits: e.key.Bits, Action: e.val.Action, Rule: e.val.Rule})
+	}
+	if float64(3*len(out))*compareNs >= lpmLookupNs {
+		return nil
+	}
+	inlineOrder(out)
 	if out == nil {
 		out = []InlineEntry{} // inline, and empty: no verdict from this layer
 	}

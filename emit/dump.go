@@ -431,10 +431,8 @@ func (np *nodePlan) summary() NodeSummary {
 	for _, g := range np.groups {
 		gs := GroupSummary{Policy: g.id, Shared: g.shared, Ingress: g.enforced[0], Egress: g.enforced[1]}
 		gs.Lookup = "map"
-		if !g.shared {
-			if in := np.inlineEntries(g); in != nil {
-				gs.Inline, gs.Lookup = in, "inline"
-			}
+		if !g.shared && np.inlineEntries(g) != nil {
+			gs.Lookup = "inline"
 		}
 		for _, e := range g.endpoints {
 			gs.Endpoints = append(gs.Endpoints, e.Key())

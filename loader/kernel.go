@@ -89,6 +89,7 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 		if err := json.Unmarshal(nj, &ns); err != nil {
 			return nil, fmt.Errorf("%s/node.json: %w", a.Dir, err)
 		}
+		inline := emit.InlineEntriesOf(a.Files["maps/policy.bin"])
 		for _, g := range ns.Groups {
 			if g.Shared {
 				continue
@@ -105,7 +106,7 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 					short = "out"
 				}
 				cs.Programs[groupProgram(dir, g.Policy)] = &ebpf.ProgramSpec{Name: fmt.Sprintf("pol_%s_%d", short, g.Policy), Type: ebpf.SchedCLS,
-					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, g.Inline)}
+					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, nonNil(inline[g.Policy]))}
 			}
 		}
 	}
@@ -178,19 +179,61 @@ func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
 	return out, nil
 }
 
-// InlineListings renders the programs that the cost model compiled for a
-// node's policies, for the artifact: programs/DIRECTION-policy-N.txt.
-func InlineListings(ns emit.NodeSummary) map[string][]byte {
-	out := map[string][]byte{}
+// InlineListings renders, for the artifact, what the cost model compiled
+// into each inline policy's programs: programs/inline.txt holds, per
+// policy and direction, the compare-and-branch code (bpf.InlineLayer) that
+// replaces the own-layer policy lookup, one line per test; the rest of
+// each program is the generic listing.
+func InlineListings(ns emit.NodeSummary, policy []byte) map[string][]byte {
+	entries := emit.InlineEntriesOf(policy)
+	var b []byte
 	for _, g := range ns.Groups {
 		if g.Lookup != "inline" {
 			continue
 		}
 		for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
-			out[fmt.Sprintf("programs/%s-policy-%d.txt", dir, g.Policy)] = []byte(ProgramListing(bpf.PolicyProgramFor(dir, g.Inline)))
+			b = fmt.Appendf(b, "policy %d %s:\n", g.Policy, dir)
+			for _, e := range entries[g.Policy] {
+				if e.Dir != uint8(dir) {
+					continue
+				}
+				b = append(b, "  if"...)
+				if e.Class != emit.ClassAny {
+					b = fmt.Appendf(b, " class == %d &&", e.Class)
+				}
+				if e.Bits >= 80 {
+					b = fmt.Appendf(b, " proto == %d &&", e.Proto)
+				}
+				if e.Bits > 80 {
+					mask := uint16(0xffff << (16 - (e.Bits - 80)))
+					b = fmt.Appendf(b, " port & %#04x == %d &&", mask, e.Port&mask)
+				}
+				b = b[:len(b)-3]
+				if b[len(b)-1] == 'i' { // no condition: "if" alone
+					b = append(b, " true"...)
+				}
+				switch e.Action {
+				case emit.ActionAllow:
+					b = fmt.Appendf(b, " -> allow (rule %d)\n", e.Rule)
+				case emit.ActionDeny:
+					b = fmt.Appendf(b, " -> deny (rule %d)\n", e.Rule)
+				default:
+					b = append(b, " -> no verdict\n"...)
+				}
+			}
 		}
 	}
-	return out
+	if len(b) == 0 {
+		return nil
+	}
+	return map[string][]byte{"programs/inline.txt": b}
+}
+
+func nonNil(e []emit.InlineEntry) []emit.InlineEntry {
+	if e == nil {
+		return []emit.InlineEntry{}
+	}
+	return e
 }
 
 // ProgramListing renders a program as text, for the artifact and reviews.
