@@ -519,8 +519,10 @@ func fnv64(s string) uint64 {
 func (c *compilation) endpoints(cl *ir.Cluster) {
 	seenIP := map[netip.Addr]*pod{}
 	for _, p := range c.pods {
-		cl.Workloads = append(cl.Workloads, ir.Workload{Namespace: p.namespace, Kind: p.kind, Name: p.name, Identity: p.identity, NamedPorts: p.named, Source: src(p.obj)})
 		if p.hostNet || len(p.ips) == 0 {
+			// A pod without an address is a workload only (the agent finds
+			// the pods with addresses among the endpoints).
+			cl.Workloads = append(cl.Workloads, ir.Workload{Namespace: p.namespace, Kind: p.kind, Name: p.name, Identity: p.identity, NamedPorts: p.named, Source: src(p.obj)})
 			continue
 		}
 		for _, ip := range p.ips {

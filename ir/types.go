@@ -124,8 +124,10 @@ type Endpoint struct {
 // Key is "namespace/name".
 func (e *Endpoint) Key() string { return e.Namespace + "/" + e.Name }
 
-// Workload is a pod template (Deployment, StatefulSet, ...) or a Pod: the
-// identity that a pod created from it gets. The agent looks pods up here.
+// Workload is a pod template (Deployment, StatefulSet, ...) or a Pod
+// without an address: the identity that a pod created from it gets. The
+// agent looks a new pod up among the endpoints by namespace/name, then
+// here, by name and then by owner template.
 type Workload struct {
 	Namespace  string      `json:"namespace"`
 	Kind       string      `json:"kind"`

@@ -47,6 +47,10 @@ func WriteArtifacts(dir string, arts []*emit.Artifact, extra map[string][]byte) 
 // artifact can be dropped from memory once written, and swaps it into
 // place at Commit. Write may be called from several goroutines.
 type OutputWriter struct {
+	// Durable makes Commit wait until the new tree is on disk before
+	// swapping it in.
+	Durable bool
+
 	abs, parent, tmp string
 	mu               sync.Mutex
 	written          map[*emit.File]string
@@ -134,10 +138,14 @@ func (w *OutputWriter) Commit() (err error) {
 			w.Abort()
 		}
 	}()
-	// One syncfs makes every file and directory of the new tree durable
-	// before it becomes visible: far cheaper than an fsync per file.
-	if err := syncFS(w.tmp); err != nil {
-		return err
+	// With Durable, one syncfs makes every file of the new tree durable
+	// before it becomes visible (far cheaper than an fsync per file).
+	// Without it a crash may leave files that fail their checksums — and
+	// are then refused by every reader — but costs no wait for the disk.
+	if w.Durable {
+		if err := syncFS(w.tmp); err != nil {
+			return err
+		}
 	}
 	if _, err := os.Lstat(w.abs); errors.Is(err, os.ErrNotExist) {
 		if err := os.Rename(w.tmp, w.abs); err != nil {

@@ -3,8 +3,9 @@
 // programs, attaching and pinning them.
 //
 // Artifacts are written atomically: the whole output tree is built in a
-// sibling temporary directory, made durable with one syncfs(2), and
-// the temporary tree is exchanged with the destination in one
+// sibling temporary directory (made durable with one syncfs(2) when asked:
+// sluice compile --fsync), and the temporary tree is exchanged with the
+// destination in one
 // renameat2(RENAME_EXCHANGE) — readers see the old tree or the new one,
 // never a mix — before the old tree is removed. On any error the
 // destination is left exactly as it was. Files that are the same on every

@@ -223,3 +223,13 @@ func TestCapacity(t *testing.T) {
 		t.Errorf("output written despite the overflow: %v", err)
 	}
 }
+
+func TestCompileFsync(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errs, rc := sluice(t, "", "compile", "-q", "--fsync", "-f", "../../examples/seed", "-o", out); rc != 0 {
+		t.Fatal(errs)
+	}
+	if _, err := os.Stat(filepath.Join(out, "worker-1", "manifest.json")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -71,6 +71,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stats := fs.String("stats", "", "also write build statistics as JSON to this file")
 	quiet := fs.Bool("q", false, "print only errors")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	fsync := fs.Bool("fsync", false, "make the output durable (syncfs) before swapping it in; without it a crash can leave files that fail their checksums, which readers then refuse")
 	sizes := emit.DefaultSizes()
 	fs.IntVar(&sizes.IPCache, "map-size-ipcache", sizes.IPCache, "max entries of the ipcache map")
 	fs.IntVar(&sizes.Classes, "map-size-classes", sizes.Classes, "max entries of each node's classes map")
@@ -120,6 +121,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice compile: %v\n", err)
 		return 1
 	}
+	w.Durable = *fsync
 	listings := map[string][]byte{}
 	for name, spec := range loader.ProgramSpecs() {
 		listings["programs/"+name+".txt"] = []byte(loader.ProgramListing(spec.Instructions))
