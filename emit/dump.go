@@ -316,9 +316,25 @@ func (np *nodePlan) dumpPolicy() []byte {
 		b = append(b, enforcement(g.enforced[0])...)
 		b = append(b, "; egress: "...)
 		b = append(b, enforcement(g.enforced[1])...)
-		b = append(b, "\n  VERDICT  DIRECTION  CLASS       PORT/PROTO          RULE\n"...)
+		// The rules this policy's entries cite, once, then the entries by
+		// rule number.
 		for ; i < len(np.policy) && np.policy[i].key.Policy < g.id; i++ {
 		}
+		start := i
+		var cited []uint32
+		seen := map[uint32]bool{}
+		for j := start; j < len(np.policy) && np.policy[j].key.Policy == g.id; j++ {
+			if r := np.policy[j].val.Rule; !seen[r] && np.policy[j].val.Action != ActionNone {
+				seen[r] = true
+				cited = append(cited, r)
+			}
+		}
+		sort.Slice(cited, func(x, y int) bool { return cited[x] < cited[y] })
+		for _, r := range cited {
+			b = append(b, "\n  rule "...)
+			b = append(b, p.ruleText(r)...)
+		}
+		b = append(b, "\n  VERDICT  DIRECTION  CLASS       PORT/PROTO          RULE\n"...)
 		for ; i < len(np.policy) && np.policy[i].key.Policy == g.id; i++ {
 			e := np.policy[i]
 			b = append(b, "  "...)
@@ -344,7 +360,7 @@ func (np *nodePlan) dumpPolicy() []byte {
 			if e.val.Action == ActionNone {
 				b = append(b, "-"...)
 			} else {
-				b = append(b, p.ruleText(e.val.Rule)...)
+				b = strconv.AppendUint(b, uint64(e.val.Rule), 10)
 			}
 			b = append(b, '\n')
 		}
@@ -397,12 +413,11 @@ func onOff(b bool) string {
 // NodeSummary is node.json: what the agent and sluice trace --datapath
 // need to know about a node's artifact beyond the maps.
 type NodeSummary struct {
-	Node      string         `json:"node"`
-	Index     uint16         `json:"index"`
-	Nodes     []string       `json:"nodes"` // node index → name
-	Groups    []GroupSummary `json:"policies"`
-	Classes   []ClassSummary `json:"classes"`
-	Workloads []ir.Workload  `json:"workloads"`
+	Node    string         `json:"node"`
+	Index   uint16         `json:"index"`
+	Nodes   []string       `json:"nodes"` // node index → name
+	Groups  []GroupSummary `json:"policies"`
+	Classes int            `json:"classes"` // how many; their keys are the classes map
 }
 
 // GroupSummary is one policy number and its endpoints.
@@ -420,12 +435,6 @@ type GroupSummary struct {
 	Egress    bool     `json:"egressEnforced"`
 }
 
-// ClassSummary is one class and its keys.
-type ClassSummary struct {
-	Class uint32     `json:"class"`
-	Keys  []ClassKey `json:"keys"`
-}
-
 func (np *nodePlan) summary() NodeSummary {
 	s := NodeSummary{Node: np.node, Index: np.idx, Nodes: np.p.nodes}
 	for _, g := range np.groups {
@@ -439,12 +448,6 @@ func (np *nodePlan) summary() NodeSummary {
 		}
 		s.Groups = append(s.Groups, gs)
 	}
-	for _, c := range np.classes {
-		cs := ClassSummary{Class: c.id}
-		for _, k := range c.keys {
-			cs.Keys = append(cs.Keys, np.p.keys[k].key)
-		}
-		s.Classes = append(s.Classes, cs)
-	}
+	s.Classes = len(np.classes)
 	return s
 }
