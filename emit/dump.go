@@ -86,17 +86,6 @@ func labelsString(l map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
-// idLabelString renders an identity's labels, computed once per identity.
-func (p *plan) idLabelString(id uint32) string {
-	p.labelOnce.Do(func() {
-		p.labelStr = make(map[uint32]string, len(p.c.Identities))
-		for _, id := range p.c.Identities {
-			p.labelStr[id.ID] = labelsString(id.Labels)
-		}
-	})
-	return p.labelStr[id]
-}
-
 func (p *plan) dumpIdentities() []byte {
 	var b bytes.Buffer
 	fmt.Fprintln(&b, "ID\tLABELS")
@@ -195,54 +184,58 @@ func dumpRevNat(rs []revnatEntry) []byte {
 	return b.Bytes()
 }
 
-// classMembers describes a class's keys for people.
-func (np *nodePlan) classMembers(c *class) []string {
-	p := np.p
-	var out []string
-	for _, k := range c.keys {
-		key := p.keys[k].key
-		var who string
-		switch {
-		case key.PeerNode == np.idx:
-			who = "this node (host)"
-		case key.PeerNode != NodeNone:
-			who = "node " + p.nodeName(key.PeerNode)
-		case key.Identity == ir.IdentityWorld:
-			who = "world"
-		case key.Identity == ir.IdentityKubeAPIServer:
-			who = "kube-apiserver"
-		default:
-			who = "(labels in identities.txt)"
-			if id := p.idLabelString(key.Identity); len(id) < 160 {
-				who = id
-			}
-		}
-		out = append(out, fmt.Sprintf("identity=%d region=%d %s", key.Identity, key.Region, who))
-	}
-	return out
-}
-
+// dumpClasses lists each class's selectors, then its members compactly:
+// world regions, nodes, and workload identities by number (their labels
+// are in identities.txt).
 func (np *nodePlan) dumpClasses() []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# node %s: %d classes; keys not listed are class 0 (no selector of this node matches them)\n", np.node, len(np.classes))
+	p := np.p
+	var b []byte
+	b = fmt.Appendf(b, "# node %s: %d classes; keys not listed are class 0 (no selector of this node matches them)\n", np.node, len(np.classes))
 	for _, c := range np.classes {
-		fmt.Fprintf(&b, "class %d:", c.id)
+		b = fmt.Appendf(b, "class %d:", c.id)
 		for _, a := range c.sig {
 			if a == ownNodeAlt {
-				b.WriteString(" [own node]")
+				b = append(b, " [own node]"...)
 				continue
 			}
-			fmt.Fprintf(&b, " [%s]", peerKey(&np.p.alts[a]))
+			b = append(b, " ["...)
+			b = append(b, peerKey(&p.alts[a])...)
+			b = append(b, ']')
 		}
 		for _, n := range c.named {
-			fmt.Fprintf(&b, " port %s=%d/%s", n.Name, n.Port, n.Proto)
+			b = fmt.Appendf(b, " port %s=%d/%s", n.Name, n.Port, n.Proto)
 		}
-		b.WriteByte('\n')
-		for _, m := range np.classMembers(c) {
-			fmt.Fprintf(&b, "  %s\n", m)
+		var ids, other []byte
+		for _, k := range c.keys {
+			key := p.keys[k].key
+			switch {
+			case key.PeerNode == np.idx:
+				other = append(other, " host"...)
+			case key.PeerNode != NodeNone:
+				other = append(other, " node:"...)
+				other = append(other, p.nodeName(key.PeerNode)...)
+			case key.Identity == ir.IdentityWorld:
+				other = fmt.Appendf(other, " world/region%d", key.Region)
+			case key.Identity < ir.MinWorkloadIdentity:
+				other = fmt.Appendf(other, " reserved:%d/region%d", key.Identity, key.Region)
+			default:
+				ids = strconv.AppendUint(append(ids, ' '), uint64(key.Identity), 10)
+				if key.Region != 0 {
+					ids = fmt.Appendf(ids, "/region%d", key.Region)
+				}
+			}
 		}
+		if len(other) > 0 {
+			b = append(b, "\n  peers:"...)
+			b = append(b, other...)
+		}
+		if len(ids) > 0 {
+			b = append(b, "\n  identities:"...)
+			b = append(b, ids...)
+		}
+		b = append(b, '\n')
 	}
-	return b.Bytes()
+	return b
 }
 
 // portString renders a policy key's protocol and port prefix.

@@ -56,8 +56,6 @@ type plan struct {
 	hasRequires  map[*ir.Policy]bool // fromRequires or toRequires
 
 	sharedMaps map[string]*Image
-	labelOnce  sync.Once
-	labelStr   map[uint32]string
 	ruleOnce   sync.Once
 	ruleStr    []string
 }
