@@ -336,6 +336,27 @@ func TestConntrack(t *testing.T) {
 	if got := run(to, udp(client, public, 53, 5353)); got != bpf.TCXPass {
 		t.Fatalf("UDP reply: %d, want pass", got)
 	}
+	// An ICMP error about the tracked UDP flow is related and passes
+	// public's ingress; one about a flow never seen is dropped.
+	icmpErr := func(src, dst, innerSrc, innerDst netip.Addr, sport, dport uint16) []byte {
+		b := bpf.Packet(src, dst, 1, 0, 3, 0) // destination unreachable
+		b = append(b[:14+20+8], make([]byte, 28)...)
+		binary.BigEndian.PutUint16(b[16:], uint16(len(b)-14))
+		inner := b[14+20+8:]
+		inner[0], inner[9] = 0x45, 17
+		is, id := innerSrc.As4(), innerDst.As4()
+		copy(inner[12:], is[:])
+		copy(inner[16:], id[:])
+		binary.BigEndian.PutUint16(inner[20:], sport)
+		binary.BigEndian.PutUint16(inner[22:], dport)
+		return b
+	}
+	if got := run(to, icmpErr(client, public, public, client, 5353, 53)); got != bpf.TCXPass {
+		t.Fatalf("ICMP unreachable about a tracked flow: %d, want pass", got)
+	}
+	if got := run(to, icmpErr(client, public, public, client, 5354, 53)); got != bpf.TCXDrop {
+		t.Fatalf("ICMP unreachable about an untracked flow: %d, want drop", got)
+	}
 	echo := func(src, dst netip.Addr, typ byte, id uint16) []byte {
 		return bpf.Packet(src, dst, 1, id, uint16(typ), 0)
 	}

@@ -21,7 +21,9 @@ const MapConntrack = "conntrack"
 // another local pod's ingress never answer for each other. A packet
 // passes without a policy lookup when its own key is found (the rest of
 // an allowed connection) or its reversed key in the other direction is
-// (a reply). An ICMP echo request is keyed (identifier, 0) and a reply
+// (a reply). An ICMP error (unreachable, time exceeded, parameter problem)
+// passes when the tuple it quotes is tracked in the other direction
+// (related). An ICMP echo request is keyed (identifier, 0) and a reply
 // (0, identifier), so a reply finds its request and a request never
 // passes as a reply.
 const (
@@ -78,10 +80,42 @@ func ctKey(dir Direction, reverse bool) asm.Instructions {
 	}
 }
 
+// ctRelated passes an ICMP error about a tracked connection: the packet
+// it quotes went the other way, so its entry is the quoted tuple in the
+// other direction.
+func ctRelated(dir Direction) asm.Instructions {
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, stRelated, asm.Byte),
+		asm.JEq.Imm(asm.R2, 0, "ct_related_done"),
+		asm.LoadMem(asm.R2, asm.RFP, stRelSrc, asm.Word),
+		asm.StoreMem(asm.RFP, stCTKey, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stRelDst, asm.Word),
+		asm.StoreMem(asm.RFP, stCTKey+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stRelSport, asm.Half),
+		asm.StoreMem(asm.RFP, stCTKey+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, stRelDport, asm.Half),
+		asm.StoreMem(asm.RFP, stCTKey+10, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, stRelProto, asm.Byte),
+		asm.StoreMem(asm.RFP, stCTKey+12, asm.R2, asm.Byte),
+		asm.StoreImm(asm.RFP, stCTKey+13, int64(1-dir), asm.Byte),
+		asm.StoreImm(asm.RFP, stCTKey+14, 0, asm.Half),
+	}
+	in = append(in, mapLookup(MapConntrack, stCTKey)...)
+	return append(in,
+		asm.JEq.Imm(asm.R0, 0, "ct_related_done"),
+		asm.Mov.Reg(asm.R7, asm.R0),
+		asm.FnKtimeGetCoarseNs.Call(),
+		asm.LoadMem(asm.R2, asm.R7, 0, asm.DWord),
+		asm.JGT.Reg(asm.R0, asm.R2, "ct_related_done"), // expired
+		asm.Ja.Label(lblPass),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("ct_related_done"),
+	)
+}
+
 // ctLookup jumps to lblPass when the packet belongs to a tracked
 // connection, refreshing its entry; otherwise it falls through.
 func ctLookup(dir Direction) asm.Instructions {
-	var in asm.Instructions
+	in := ctRelated(dir)
 	for i, reverse := range []bool{false, true} {
 		next := "ct_miss_fwd"
 		if i == 1 {

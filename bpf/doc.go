@@ -45,6 +45,8 @@
 //	-100 .. -97  the peer's class
 //	-104 .. -101 set when a policy layer allowed the packet
 //	-108 .. -105 drops map key (the drop reason)
+//	-122 .. -109 the tuple an ICMP error quotes: source, destination,
+//	             ports, protocol, and whether there is one
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

@@ -59,6 +59,12 @@ const (
 	stClass       = -100
 	stAllowed     = -104
 	stDropKey     = -108
+	stRelSrc      = -112
+	stRelDst      = -116
+	stRelSport    = -118
+	stRelDport    = -120
+	stRelProto    = -121
+	stRelated     = -122
 	skbData       = 76
 	skbDataEnd    = 80
 	ethHdrLen     = 14
@@ -124,6 +130,7 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.StoreImm(asm.RFP, stSport, 0, asm.Half),
 		asm.StoreImm(asm.RFP, stCTDport, 0, asm.Half),
 		asm.StoreImm(asm.RFP, stTCPFlags, 0, asm.Byte),
+		asm.StoreImm(asm.RFP, stRelated, 0, asm.Byte),
 		// Later fragments carry no L4 header.
 		asm.LoadMem(asm.R4, asm.R7, ethHdrLen+6, asm.Half),
 		asm.HostTo(asm.BE, asm.R4, asm.Half),
@@ -167,10 +174,33 @@ func parseIPv4(dir Direction) asm.Instructions {
 		// never passes as a reply to another request.
 		asm.LoadMem(asm.R5, asm.R4, 4, asm.Half),
 		asm.JEq.Imm(asm.R2, 8, "l4_echo_request"),
+		asm.JEq.Imm(asm.R2, 3, "l4_icmp_error"),  // destination unreachable
+		asm.JEq.Imm(asm.R2, 11, "l4_icmp_error"), // time exceeded
+		asm.JEq.Imm(asm.R2, 12, "l4_icmp_error"), // parameter problem
 		asm.JNE.Imm(asm.R2, 0, lblNoPorts),
 		asm.StoreMem(asm.RFP, stCTDport, asm.R5, asm.Half),
 		asm.Ja.Label(lblNoPorts),
 		asm.StoreMem(asm.RFP, stSport, asm.R5, asm.Half).WithSymbol("l4_echo_request"),
+		asm.Ja.Label(lblNoPorts),
+		// An ICMP error quotes the packet it is about: its IPv4 header
+		// (without options) and the first 8 bytes of its L4 header. Keep
+		// that tuple; a tracked connection makes the error related.
+		asm.Mov.Reg(asm.R5, asm.R4).WithSymbol("l4_icmp_error"),
+		asm.Add.Imm(asm.R5, 8+20+4),
+		asm.JGT.Reg(asm.R5, asm.R8, lblNoPorts),
+		asm.LoadMem(asm.R5, asm.R4, 8, asm.Byte),
+		asm.JNE.Imm(asm.R5, 0x45, lblNoPorts),
+		asm.LoadMem(asm.R5, asm.R4, 8+9, asm.Byte),
+		asm.StoreMem(asm.RFP, stRelProto, asm.R5, asm.Byte),
+		asm.LoadMem(asm.R5, asm.R4, 8+12, asm.Word),
+		asm.StoreMem(asm.RFP, stRelSrc, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R4, 8+16, asm.Word),
+		asm.StoreMem(asm.RFP, stRelDst, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R4, 8+20, asm.Half),
+		asm.StoreMem(asm.RFP, stRelSport, asm.R5, asm.Half),
+		asm.LoadMem(asm.R5, asm.R4, 8+22, asm.Half),
+		asm.StoreMem(asm.RFP, stRelDport, asm.R5, asm.Half),
+		asm.StoreImm(asm.RFP, stRelated, 1, asm.Byte),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(lblNoPorts),
 	}
 }
