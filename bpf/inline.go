@@ -13,15 +13,15 @@ import (
 // emit.InlineEntry) the endpoint's own policy layer is compiled into the
 // program as compare-and-branch code instead of a policy map lookup; the
 // shared layer is still looked up.
-func PolicyProgramFor(dir Direction, inline []emit.InlineEntry) asm.Instructions {
+func PolicyProgramFor(dir Direction, inline []emit.InlineEntry, f Features) asm.Instructions {
 	if inline == nil {
-		return PolicyProgram(dir)
+		return PolicyProgram(dir, f)
 	}
 	var insns asm.Instructions
 	insns = append(insns, parseIPv4(dir)...)
 	insns = append(insns, ctLookup(dir)...)
 	insns = append(insns, lookupEndpoint(dir)...)
-	insns = append(insns, lookupClass(dir)...)
+	insns = append(insns, lookupClass(dir, f)...)
 	insns = append(insns, InlineLayer(dir, inline)...)
 	insns = append(insns, policyLayer("shared", stShared)...)
 	insns = append(insns,

@@ -14,10 +14,12 @@ const (
 
 // Map names the programs reference; the loader binds them.
 const (
-	MapIPCache   = "ipcache"
-	MapClasses   = "classes"
-	MapPolicy    = "policy"
-	MapEndpoints = "endpoints"
+	MapIPCache = "ipcache"
+	// MapIPCacheExact holds the /32 entries of the ipcache in a hash.
+	MapIPCacheExact = "ipcache_exact"
+	MapClasses      = "classes"
+	MapPolicy       = "policy"
+	MapEndpoints    = "endpoints"
 )
 
 // Direction of a policy program.
@@ -85,14 +87,22 @@ const (
 	lblCreate        = "ct_create"
 )
 
+// Features are choices the compiler makes per artifact.
+type Features struct {
+	// ExactIPCache looks peers up in the ipcache_exact hash before the
+	// LPM trie (emit makes that map when the ipcache is large enough for
+	// it to pay).
+	ExactIPCache bool
+}
+
 // PolicyProgram returns a policy program for one direction.
-func PolicyProgram(dir Direction) asm.Instructions {
+func PolicyProgram(dir Direction, f Features) asm.Instructions {
 	var insns asm.Instructions
 	insns = append(insns, parseIPv4(dir)...)
 	// Conntrack first: the established path then costs one hash lookup.
 	insns = append(insns, ctLookup(dir)...)
 	insns = append(insns, lookupEndpoint(dir)...)
-	insns = append(insns, lookupPolicy(dir)...)
+	insns = append(insns, lookupPolicy(dir, f)...)
 	insns = append(insns, verdicts()...)
 	insns = append(insns, ctCreate(dir)...)
 	insns = append(insns, drops()...)
@@ -237,8 +247,8 @@ func lookupEndpoint(dir Direction) asm.Instructions {
 
 // lookupPolicy resolves the peer's class and the verdict, as emit.Sim
 // does.
-func lookupPolicy(dir Direction) asm.Instructions {
-	in := lookupClass(dir)
+func lookupPolicy(dir Direction, f Features) asm.Instructions {
+	in := lookupClass(dir, f)
 	in = append(in, policyLayer("own", stPolicyID)...)
 	in = append(in, policyLayer("shared", stShared)...)
 	return append(in,
@@ -249,17 +259,22 @@ func lookupPolicy(dir Direction) asm.Instructions {
 
 // lookupClass finds the peer's class (ipcache, then classes) and writes
 // the parts of the policy key that do not depend on the layer.
-func lookupClass(dir Direction) asm.Instructions {
+func lookupClass(dir Direction, f Features) asm.Instructions {
 	var in asm.Instructions
+	// The peer: with ExactIPCache an exact /32 hash lookup first (pods and
+	// nodes, most peers), the longest-prefix match only on a miss.
+	if f.ExactIPCache {
+		in = append(in, mapLookup(MapIPCacheExact, stPeer)...)
+		in = append(in, asm.JNE.Imm(asm.R0, 0, "ipcache_hit"))
+	}
 	in = append(in,
-		// The peer: ipcache longest-prefix match.
 		asm.StoreImm(asm.RFP, stIPCacheKey, 32, asm.Word),
 		asm.LoadMem(asm.R2, asm.RFP, stPeer, asm.Word),
 		asm.StoreMem(asm.RFP, stIPCacheKey+4, asm.R2, asm.Word),
 	)
 	in = append(in, mapLookup(MapIPCache, stIPCacheKey)...)
 	in = append(in,
-		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R3, 0).WithSymbol("ipcache_hit"),
 		asm.JEq.Imm(asm.R0, 0, lblClass),
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
 		asm.StoreMem(asm.RFP, stClassKey, asm.R2, asm.Word),

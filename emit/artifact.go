@@ -215,6 +215,9 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		}
 	}
 	check("", "ipcache", len(p.ipcache), opts.Sizes.IPCache)
+	if x := p.sharedMaps["ipcache_exact"]; x != nil {
+		st.Entries["ipcache_exact"] = x.Spec.Entries
+	}
 	check("", "services", len(lbs.services), opts.Sizes.Services)
 	check("", "backends", len(lbs.backends), opts.Sizes.Backends)
 	check("", "revnat", len(lbs.revnat), opts.Sizes.RevNat)
@@ -271,6 +274,22 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		})
 	p.sharedMaps = map[string]*Image{"ipcache": ipc}
 	add("maps/ipcache.bin", ipc.Data)
+	if p.exactIPCache() {
+		var exact []ipEntry
+		for _, e := range p.ipcache {
+			if e.prefix.Bits() == 32 {
+				exact = append(exact, e)
+			}
+		}
+		ipx := image(MapSpec{Name: "ipcache_exact", Type: "hash", KeySize: IPCacheExactKeySize, ValueSize: IPCacheValueSize, Shared: true},
+			len(exact), func(i int, k, v []byte) {
+				a := exact[i].prefix.Addr().As4()
+				copy(k, a[:])
+				exact[i].val.put(v)
+			})
+		p.sharedMaps["ipcache_exact"] = ipx
+		add("maps/ipcache_exact.bin", ipx.Data)
+	}
 	sortSvc(lbs.services)
 	svc := image(MapSpec{Name: "services", Type: "hash", KeySize: ServiceKeySize, ValueSize: ServiceValueSize, Shared: true},
 		len(lbs.services), func(i int, k, v []byte) { lbs.services[i].key.put(k); lbs.services[i].val.put(v) })
@@ -449,7 +468,7 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 
 func sizeOf(s MapSizes, name string) int {
 	switch name {
-	case "ipcache":
+	case "ipcache", "ipcache_exact":
 		return s.IPCache
 	case "classes":
 		return s.Classes

@@ -36,6 +36,12 @@
 //	key   (8):  prefixlen u32 | addr [4]BE
 //	value (16): identity u32 | region u16 | node u16 | tunnel [4]BE | flags u8 | pad [3]
 //
+// ipcache_exact — HASH, shared, only when the ipcache holds at least
+// ExactIPCacheMin entries: the /32 entries of ipcache with the same values,
+// keyed by the address alone (4 bytes BE). The datapath then tries it
+// first, since most peers are pods and nodes, and a cold hash miss costs a
+// third of a cold LPM one.
+//
 // node is the index of the node that owns the address (pods, node
 // addresses, pod CIDRs; NodeNone otherwise) and tunnel that node's
 // InternalIP, for forwarding. flags: FlagEndpoint, FlagNode, FlagPodCIDR,

@@ -442,5 +442,6 @@ func (np *nodePlan) summary() NodeSummary {
 		s.Groups = append(s.Groups, gs)
 	}
 	s.Classes = len(np.classes)
+	s.ExactIPCache = np.p.exactIPCache()
 	return s
 }

@@ -51,20 +51,21 @@ const (
 
 // Sizes of keys and values.
 const (
-	IPCacheKeySize    = 8
-	IPCacheValueSize  = 16
-	ClassKeySize      = 8
-	ClassValueSize    = 4
-	PolicyKeySize     = 16
-	PolicyValueSize   = 8
-	EndpointKeySize   = 4
-	EndpointValueSize = 32
-	ServiceKeySize    = 12
-	ServiceValueSize  = 12
-	BackendKeySize    = 4
-	BackendValueSize  = 12
-	RevNatKeySize     = 2
-	RevNatValueSize   = 8
+	IPCacheKeySize      = 8
+	IPCacheExactKeySize = 4
+	IPCacheValueSize    = 16
+	ClassKeySize        = 8
+	ClassValueSize      = 4
+	PolicyKeySize       = 16
+	PolicyValueSize     = 8
+	EndpointKeySize     = 4
+	EndpointValueSize   = 32
+	ServiceKeySize      = 12
+	ServiceValueSize    = 12
+	BackendKeySize      = 4
+	BackendValueSize    = 12
+	RevNatKeySize       = 2
+	RevNatValueSize     = 8
 
 	// policyFixedBits is the part of a policy key that is always exact:
 	// policy, class and direction.

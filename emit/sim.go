@@ -23,6 +23,7 @@ import (
 // the ir evaluator, and the eBPF programs must agree with both.
 type Sim struct {
 	ipcache   []lpm
+	exact     map[netip.Addr][]byte
 	classes   map[string][]byte
 	policy    map[string][]lpm // by policy|class|dir
 	endpoints map[netip.Addr][]byte
@@ -48,7 +49,7 @@ func (e *lpm) matches(key []byte) bool {
 
 // NewSim decodes the map images of an artifact (file name → bytes).
 func NewSim(files map[string][]byte) (*Sim, error) {
-	s := &Sim{classes: map[string][]byte{}, policy: map[string][]lpm{}, endpoints: map[netip.Addr][]byte{}}
+	s := &Sim{classes: map[string][]byte{}, policy: map[string][]lpm{}, endpoints: map[netip.Addr][]byte{}, exact: map[netip.Addr][]byte{}}
 	recs := func(name string, ks, vs int, fn func(k, v []byte)) error {
 		data, ok := files["maps/"+name+".bin"]
 		if !ok {
@@ -64,6 +65,11 @@ func NewSim(files map[string][]byte) (*Sim, error) {
 	}
 	if err := recs("ipcache", IPCacheKeySize, IPCacheValueSize, func(k, v []byte) {
 		s.ipcache = append(s.ipcache, lpm{bits: le.Uint32(k), data: k[4:], val: v})
+	}); err != nil {
+		return nil, err
+	}
+	if err := recs("ipcache_exact", IPCacheExactKeySize, IPCacheValueSize, func(k, v []byte) {
+		s.exact[netip.AddrFrom4([4]byte(k))] = v
 	}); err != nil {
 		return nil, err
 	}
@@ -117,10 +123,16 @@ func (s *Sim) Verdict(local netip.Addr, dir uint8, peer netip.Addr, proto uint8,
 	if peer.Is4() {
 		ik = peer.As4()
 	}
-	ic := longest(s.ipcache, ik[:])
-	if ic == nil {
+	// The exact /32 map first, the longest-prefix match on a miss.
+	var val []byte
+	if x, ok := s.exact[peer]; ok {
+		val = x
+	} else if ic := longest(s.ipcache, ik[:]); ic != nil {
+		val = ic.val
+	} else {
 		return SimVerdict{}, fmt.Errorf("ipcache has no entry for %s (0.0.0.0/0 is missing)", peer)
 	}
+	ic := &lpm{val: val}
 	v := SimVerdict{Identity: le.Uint32(ic.val[0:])}
 	ck := make([]byte, ClassKeySize)
 	copy(ck[0:6], ic.val[0:6])

@@ -53,18 +53,30 @@ var ErrPrivilege = errors.New("BPF needs root (CAP_BPF and CAP_NET_ADMIN): run a
 
 // expectedLayout is what the programs read: key size, value size, type.
 var expectedLayout = map[string][3]int{
-	bpf.MapIPCache:   {emit.IPCacheKeySize, emit.IPCacheValueSize, int(ebpf.LPMTrie)},
-	bpf.MapClasses:   {emit.ClassKeySize, emit.ClassValueSize, int(ebpf.Hash)},
-	bpf.MapPolicy:    {emit.PolicyKeySize, emit.PolicyValueSize, int(ebpf.LPMTrie)},
-	bpf.MapEndpoints: {emit.EndpointKeySize, emit.EndpointValueSize, int(ebpf.Hash)},
+	bpf.MapIPCache:      {emit.IPCacheKeySize, emit.IPCacheValueSize, int(ebpf.LPMTrie)},
+	bpf.MapIPCacheExact: {emit.IPCacheExactKeySize, emit.IPCacheValueSize, int(ebpf.Hash)},
+	bpf.MapClasses:      {emit.ClassKeySize, emit.ClassValueSize, int(ebpf.Hash)},
+	bpf.MapPolicy:       {emit.PolicyKeySize, emit.PolicyValueSize, int(ebpf.LPMTrie)},
+	bpf.MapEndpoints:    {emit.EndpointKeySize, emit.EndpointValueSize, int(ebpf.Hash)},
 }
 
-// ProgramSpecs returns the programs of a node's datapath.
-func ProgramSpecs() map[string]*ebpf.ProgramSpec {
+// FeaturesOf says which datapath choices an artifact was compiled with.
+func FeaturesOf(m emit.Manifest) bpf.Features {
+	var f bpf.Features
+	for _, mm := range m.Maps {
+		if mm.Name == bpf.MapIPCacheExact {
+			f.ExactIPCache = true
+		}
+	}
+	return f
+}
+
+// ProgramSpecs returns the generic programs of a node's datapath.
+func ProgramSpecs(f bpf.Features) map[string]*ebpf.ProgramSpec {
 	out := map[string]*ebpf.ProgramSpec{}
 	for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
 		name := strings.ReplaceAll(dir.String(), "-", "_")
-		out[dir.String()] = &ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.PolicyProgram(dir)}
+		out[dir.String()] = &ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.PolicyProgram(dir, f)}
 	}
 	return out
 }
@@ -82,7 +94,8 @@ func mapType(t string) (ebpf.MapType, error) {
 // LoadArtifact creates the maps of a verified artifact, fills them from
 // their images, and loads the programs. Nothing is attached or pinned.
 func LoadArtifact(a *Artifact) (*Datapath, error) {
-	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs()}
+	features := FeaturesOf(a.Manifest)
+	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)}
 	endpointPolicy := map[string]uint32{}
 	if nj, ok := a.Files["node.json"]; ok {
 		var ns emit.NodeSummary
@@ -106,7 +119,7 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 					short = "out"
 				}
 				cs.Programs[groupProgram(dir, g.Policy)] = &ebpf.ProgramSpec{Name: fmt.Sprintf("pol_%s_%d", short, g.Policy), Type: ebpf.SchedCLS,
-					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, nonNil(inline[g.Policy]))}
+					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, nonNil(inline[g.Policy]), features)}
 			}
 		}
 	}
@@ -179,12 +192,16 @@ func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
 	return out, nil
 }
 
-// InlineListings renders, for the artifact, what the cost model compiled
-// into each inline policy's programs: programs/inline.txt holds, per
-// policy and direction, the compare-and-branch code (bpf.InlineLayer) that
-// replaces the own-layer policy lookup, one line per test; the rest of
-// each program is the generic listing.
-func InlineListings(ns emit.NodeSummary, policy []byte) map[string][]byte {
+// Listings renders a node's programs for its artifact: the generic
+// programs in programs/DIRECTION.txt, and in programs/inline.txt, per
+// policy the cost model compiled inline and per direction, the
+// compare-and-branch code (bpf.InlineLayer) that replaces the own-layer
+// policy lookup, one line per test.
+func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
+	out := map[string][]byte{}
+	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache}) {
+		out["programs/"+name+".txt"] = []byte(ProgramListing(spec.Instructions))
+	}
 	entries := emit.InlineEntriesOf(policy)
 	var b []byte
 	for _, g := range ns.Groups {
@@ -223,10 +240,10 @@ func InlineListings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 			}
 		}
 	}
-	if len(b) == 0 {
-		return nil
+	if len(b) > 0 {
+		out["programs/inline.txt"] = b
 	}
-	return map[string][]byte{"programs/inline.txt": b}
+	return out
 }
 
 func nonNil(e []emit.InlineEntry) []emit.InlineEntry {

@@ -127,11 +127,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w.Durable = *fsync
-	listings := map[string][]byte{}
-	for name, spec := range loader.ProgramSpecs() {
-		listings["programs/"+name+".txt"] = []byte(loader.ProgramListing(spec.Instructions))
-	}
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, Shared: listings, NodeFiles: loader.InlineListings})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
