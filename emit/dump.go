@@ -411,6 +411,9 @@ type NodeSummary struct {
 	Nodes   []string       `json:"nodes"` // node index → name
 	Groups  []GroupSummary `json:"policies"`
 	Classes int            `json:"classes"` // how many; their keys are the classes map
+	// ExactIPCache says that the datapath looks peers up in ipcache_exact
+	// first (the ipcache is large enough for it to pay).
+	ExactIPCache bool `json:"exactIPCache,omitempty"`
 }
 
 // GroupSummary is one policy number and its endpoints.
