@@ -68,10 +68,12 @@ func NewSim(files map[string][]byte) (*Sim, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if err := recs("ipcache_exact", IPCacheExactKeySize, IPCacheValueSize, func(k, v []byte) {
-		s.exact[netip.AddrFrom4([4]byte(k))] = v
-	}); err != nil {
-		return nil, err
+	if _, ok := files["maps/ipcache_exact.bin"]; ok { // only for a large ipcache
+		if err := recs("ipcache_exact", IPCacheExactKeySize, IPCacheValueSize, func(k, v []byte) {
+			s.exact[netip.AddrFrom4([4]byte(k))] = v
+		}); err != nil {
+			return nil, err
+		}
 	}
 	if err := recs("classes", ClassKeySize, ClassValueSize, func(k, v []byte) { s.classes[string(k)] = v }); err != nil {
 		return nil, err
