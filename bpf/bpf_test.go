@@ -171,6 +171,32 @@ func checkKernelSample(t *testing.T, cl *ir.Cluster, out *emit.Output, perNode, 
 	}
 }
 
+// With the exact /32 map in front of the LPM trie (forced on a small
+// cluster), the kernel still agrees with the evaluator everywhere.
+func TestExactIPCacheInTheKernel(t *testing.T) {
+	requireBPF(t)
+	set, cl, diags := compiler.Load([]string{"../examples/seed"}, strings.NewReader(""), compiler.Options{})
+	if len(diags) > 0 {
+		var b strings.Builder
+		diags.Format(&b, 10, set.Source)
+		t.Fatal(b.String())
+	}
+	out, err := emit.Build(cl, emit.Options{ExactIPCacheMin: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range out.Artifacts {
+		found := false
+		for _, f := range a.Files {
+			found = found || f.Name == "maps/ipcache_exact.bin"
+		}
+		if !found {
+			t.Fatalf("node %s: no ipcache_exact map", a.Node)
+		}
+	}
+	checkKernel(t, cl, out)
+}
+
 // Every semantics case, through the kernel: the programs must agree with
 // the evaluator on every local pod, peer and probe port.
 func TestPolicyCasesInTheKernel(t *testing.T) {

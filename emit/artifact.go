@@ -50,6 +50,8 @@ type Options struct {
 	// of the code the cost model compiled for its policies), by name, from
 	// its summary and its policy map image.
 	NodeFiles func(summary NodeSummary, policy []byte) map[string][]byte
+	// ExactIPCacheMin overrides ExactIPCacheMin (for tests).
+	ExactIPCacheMin int
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -139,6 +141,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.exactMin = opts.ExactIPCacheMin
 	lbs, err := p.buildLB()
 	if err != nil {
 		return nil, err

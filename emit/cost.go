@@ -25,7 +25,13 @@ const (
 // entries fall out of the caches.
 const ExactIPCacheMin = 65536
 
-func (p *plan) exactIPCache() bool { return len(p.ipcache) >= ExactIPCacheMin }
+func (p *plan) exactIPCache() bool {
+	min := ExactIPCacheMin
+	if p.exactMin > 0 {
+		min = p.exactMin
+	}
+	return len(p.ipcache) >= min
+}
 
 // InlineEntry is a policy entry compiled into a program: Bits as in
 // PolicyKey (72: any protocol, 80: any port, 80+n: the first n bits of

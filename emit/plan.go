@@ -56,6 +56,7 @@ type plan struct {
 	hasRequires  map[*ir.Policy]bool // fromRequires or toRequires
 
 	sharedMaps map[string]*Image
+	exactMin   int // Options.ExactIPCacheMin
 	ruleOnce   sync.Once
 	ruleStr    []string
 }
