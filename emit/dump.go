@@ -107,37 +107,78 @@ func (p *plan) dumpRules() []byte {
 
 func protoName(p uint8) string { return ir.Proto(p).String() }
 
+// padTo pads the cell that began at start to width, or by two spaces
+// when it is wider.
+func padTo(b []byte, start, width int) []byte {
+	if len(b)-start >= width {
+		return append(b, ' ', ' ')
+	}
+	for len(b)-start < width {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// appendAddrPort appends "addr:port/PROTO".
+func appendAddrPort(b []byte, a netip.Addr, port uint16, proto uint8) []byte {
+	b = a.AppendTo(b)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(port), 10)
+	b = append(b, '/')
+	return append(b, protoName(proto)...)
+}
+
+// dumpServices prints frontends and their backend slots like cilium bpf
+// lb list. It is large (a line per slot), so it is built with appends.
 func dumpServices(es []svcEntry, backends []backendEntry) []byte {
-	byID := map[uint32]*backendEntry{}
+	byID := make(map[uint32]*backendEntry, len(backends))
 	for i := range backends {
 		byID[backends[i].id] = &backends[i]
 	}
-	return table(func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "SERVICE ADDRESS\tBACKEND ADDRESS (REVNAT_ID) (SLOT)\tINFO")
-		last := ""
-		for _, e := range es {
-			fe := fmt.Sprintf("%s:%d/%s", e.key.Addr, e.key.Port, protoName(e.key.Proto))
-			if e.key.Scope == ScopeLocal {
-				fe += " (local)"
-			}
-			col := fe
-			if fe == last {
-				col = ""
-			}
-			last = fe
-			if e.key.Slot == 0 {
-				info := e.what + svcFlags(e.val)
-				fmt.Fprintf(w, "%s\t0.0.0.0:0 (%d) (0)\t[%s]\n", col, e.val.RevNat, info)
-				continue
-			}
-			be := byID[e.val.Backend]
-			addr := "?"
-			if be != nil {
-				addr = fmt.Sprintf("%s:%d/%s", be.val.Addr, be.val.Port, protoName(be.val.Proto))
-			}
-			fmt.Fprintf(w, "%s\t%s (%d) (%d)\t%s\n", col, addr, e.val.RevNat, e.key.Slot, e.what)
+	const col1, col2 = 26, 38
+	b := make([]byte, 0, 80*len(es)+128)
+	b = pad(b, "SERVICE ADDRESS", col1)
+	b = pad(b, "BACKEND ADDRESS (REVNAT_ID) (SLOT)", col2)
+	b = append(b, "INFO\n"...)
+	var last, fe []byte
+	for _, e := range es {
+		fe = appendAddrPort(fe[:0], e.key.Addr, e.key.Port, e.key.Proto)
+		if e.key.Scope == ScopeLocal {
+			fe = append(fe, " (local)"...)
 		}
-	})
+		start := len(b)
+		if !bytes.Equal(fe, last) {
+			b = append(b, fe...)
+		}
+		last = append(last[:0], fe...)
+		b = padTo(b, start, col1)
+		start = len(b)
+		if e.key.Slot == 0 {
+			b = append(b, "0.0.0.0:0 ("...)
+			b = strconv.AppendUint(b, uint64(e.val.RevNat), 10)
+			b = append(b, ") (0)"...)
+			b = padTo(b, start, col2)
+			b = append(b, '[')
+			b = append(b, e.what...)
+			b = append(b, svcFlags(e.val)...)
+			b = append(b, "]\n"...)
+			continue
+		}
+		if be := byID[e.val.Backend]; be != nil {
+			b = appendAddrPort(b, be.val.Addr, be.val.Port, be.val.Proto)
+		} else {
+			b = append(b, '?')
+		}
+		b = append(b, " ("...)
+		b = strconv.AppendUint(b, uint64(e.val.RevNat), 10)
+		b = append(b, ") ("...)
+		b = strconv.AppendUint(b, uint64(e.key.Slot), 10)
+		b = append(b, ')')
+		b = padTo(b, start, col2)
+		b = append(b, e.what...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 func svcFlags(v ServiceValue) string {
