@@ -48,17 +48,40 @@ func (p *plan) nodeName(idx uint16) string {
 }
 
 func (p *plan) dumpIPCache() []byte {
-	return table(func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "IP PREFIX/ADDRESS\tIDENTITY\tREGION\tNODE\tTUNNELENDPOINT\tFLAGS\tSOURCE")
-		for _, e := range p.ipcache {
-			tun := "0.0.0.0"
-			if e.val.Tunnel.IsValid() {
-				tun = e.val.Tunnel.String()
-			}
-			fmt.Fprintf(w, "%s\tidentity=%d\tregion=%d\tnode=%s\ttunnelendpoint=%s\tflags=%s\t%s\n",
-				e.prefix, e.val.Identity, e.val.Region, p.nodeName(e.val.Node), tun, flagNames(e.val.Flags), e.what)
+	b := make([]byte, 0, 120*len(p.ipcache)+128)
+	cols := []int{20, 18, 11, 14, 32, 28}
+	for i, h := range []string{"IP PREFIX/ADDRESS", "IDENTITY", "REGION", "NODE", "TUNNELENDPOINT", "FLAGS"} {
+		b = pad(b, h, cols[i])
+	}
+	b = append(b, "SOURCE\n"...)
+	for _, e := range p.ipcache {
+		start := len(b)
+		b = e.prefix.AppendTo(b)
+		b = padTo(b, start, cols[0])
+		start = len(b)
+		b = strconv.AppendUint(append(b, "identity="...), uint64(e.val.Identity), 10)
+		b = padTo(b, start, cols[1])
+		start = len(b)
+		b = strconv.AppendUint(append(b, "region="...), uint64(e.val.Region), 10)
+		b = padTo(b, start, cols[2])
+		start = len(b)
+		b = append(append(b, "node="...), p.nodeName(e.val.Node)...)
+		b = padTo(b, start, cols[3])
+		start = len(b)
+		b = append(b, "tunnelendpoint="...)
+		if e.val.Tunnel.IsValid() {
+			b = e.val.Tunnel.AppendTo(b)
+		} else {
+			b = append(b, "0.0.0.0"...)
 		}
-	})
+		b = padTo(b, start, cols[4])
+		start = len(b)
+		b = append(append(b, "flags="...), flagNames(e.val.Flags)...)
+		b = padTo(b, start, cols[5])
+		b = append(b, e.what...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 func (p *plan) dumpRegions() []byte {
@@ -200,20 +223,27 @@ func svcFlags(v ServiceValue) string {
 }
 
 func dumpBackends(bs []backendEntry, nodes []string) []byte {
-	return table(func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "ID\tADDRESS\tNODE\tPOD")
-		for _, b := range bs {
-			node := "-"
-			if int(b.val.Node) < len(nodes) {
-				node = nodes[b.val.Node]
-			}
-			pod := b.what
-			if pod == "" {
-				pod = "-"
-			}
-			fmt.Fprintf(w, "%d\t%s:%d/%s\t%s\t%s\n", b.id, b.val.Addr, b.val.Port, protoName(b.val.Proto), node, pod)
+	b := make([]byte, 0, 64*len(bs)+64)
+	b = append(b, "ID\tADDRESS\tNODE\tPOD\n"...)
+	for _, be := range bs {
+		b = strconv.AppendUint(b, uint64(be.id), 10)
+		b = append(b, '\t')
+		b = appendAddrPort(b, be.val.Addr, be.val.Port, be.val.Proto)
+		b = append(b, '\t')
+		if int(be.val.Node) < len(nodes) {
+			b = append(b, nodes[be.val.Node]...)
+		} else {
+			b = append(b, '-')
 		}
-	})
+		b = append(b, '\t')
+		if be.what == "" {
+			b = append(b, '-')
+		} else {
+			b = append(b, be.what...)
+		}
+		b = append(b, '\n')
+	}
+	return b
 }
 
 func dumpRevNat(rs []revnatEntry) []byte {
