@@ -169,6 +169,7 @@ func Compile(set *schema.Set, opts Options) (*ir.Cluster, schema.Diagnostics) {
 		c.diags.Sort()
 		return nil, c.diags
 	}
+	intern(cl)
 	return cl, nil
 }
 

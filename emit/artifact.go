@@ -317,8 +317,8 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		{"dump/identities.txt", p.dumpIdentities},
 		{"dump/regions.txt", p.dumpRegions},
 		{"ir.json", func() []byte {
-			b, _ := json.Marshal(p.c)
-			return append(b, '\n')
+			b, _ := json.Marshal(p.c) // no trailing newline: appending one would copy it all
+			return b
 		}},
 	}
 	out := make([][]byte, len(jobs))
