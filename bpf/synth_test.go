@@ -3,11 +3,13 @@ package bpf_test
 import (
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
 	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/loader"
 )
 
 // A slice of the benchmark's synthetic cluster — every policy construct
@@ -31,4 +33,54 @@ func TestSyntheticClusterInTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkKernelSample(t, cl, out, 6, 7)
+}
+
+// The busiest node of the full-size benchmark cluster (50,000 pods): its
+// maps load and every one of its programs — the generic pair and one pair
+// per policy the cost model compiled inline — passes the verifier. The
+// other nodes' programs have the same shapes; `sluice verify` on a compile
+// output checks them all.
+func TestFullSizeNodeVerifies(t *testing.T) {
+	requireBPF(t)
+	if testing.Short() {
+		t.Skip("full-size cluster skipped in -short mode")
+	}
+	dir := filepath.Join(t.TempDir(), "synth")
+	if _, err := synth.Generate(synth.Full(), dir); err != nil {
+		t.Fatal(err)
+	}
+	set, cl, diags := compiler.Load([]string{dir}, strings.NewReader(""), compiler.Options{})
+	if len(diags) > 0 {
+		var b strings.Builder
+		diags.Format(&b, 10, set.Source)
+		t.Fatal(b.String())
+	}
+	set.Objects = nil
+	var mu sync.Mutex
+	var busiest *emit.Artifact
+	_, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints {
+			files := append([]*emit.File(nil), a.Files...)
+			busiest = &emit.Artifact{Node: a.Node, Files: files, Stats: a.Stats}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	la, err := loader.FromBuild(busiest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := loader.LoadArtifact(la)
+	if err != nil {
+		t.Fatalf("node %s: %v", busiest.Node, err)
+	}
+	defer dp.Close()
+	if len(dp.Programs) < 100 {
+		t.Errorf("node %s: %d programs loaded; expected the generic pair and many inline ones", busiest.Node, len(dp.Programs))
+	}
+	t.Logf("node %s: %d endpoints, %d programs through the verifier", busiest.Node, busiest.Stats.Endpoints, len(dp.Programs))
 }

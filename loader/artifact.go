@@ -217,6 +217,12 @@ func FromBuild(a *emit.Artifact) (*Artifact, error) {
 }
 
 func fromFiles(dir string, files map[string][]byte) (*Artifact, error) {
+	return fromFilesSums(dir, files, nil)
+}
+
+// fromFilesSums checks files against the manifest, trusting the sums
+// already computed for some of them.
+func fromFilesSums(dir string, files map[string][]byte, sums map[string]string) (*Artifact, error) {
 	a := &Artifact{Dir: dir, Files: map[string][]byte{}}
 	if err := json.Unmarshal(files["manifest.json"], &a.Manifest); err != nil {
 		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
@@ -229,9 +235,13 @@ func fromFiles(dir string, files map[string][]byte) (*Artifact, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: file %s of the manifest is missing", dir, name)
 		}
-		got := sha256.Sum256(data)
-		if hex.EncodeToString(got[:]) != sum {
-			return nil, fmt.Errorf("%s: %s has sha256 %s, the manifest says %s", dir, name, hex.EncodeToString(got[:]), sum)
+		got, ok := sums[name]
+		if !ok {
+			s := sha256.Sum256(data)
+			got = hex.EncodeToString(s[:])
+		}
+		if got != sum {
+			return nil, fmt.Errorf("%s: %s has sha256 %s, the manifest says %s", dir, name, got, sum)
 		}
 		a.Files[name] = data
 	}
@@ -244,6 +254,39 @@ var ErrNotArtifact = errors.New("not an artifact directory (no manifest.json)")
 // ReadArtifact reads a node's artifact directory and checks its format
 // and every checksum.
 func ReadArtifact(dir string) (*Artifact, error) {
+	return readArtifact(dir, fileCache{})
+}
+
+// fileCache reads a file shared by several node artifacts (hard links)
+// once, and checksums it once.
+type fileCache map[[2]uint64]cachedFile
+
+type cachedFile struct {
+	data []byte
+	sum  string
+}
+
+func (c fileCache) read(path string) ([]byte, string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err == nil && st.Nlink > 1 {
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if f, ok := c[key]; ok {
+			return f.data, f.sum, nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, "", err
+		}
+		s := sha256.Sum256(data)
+		f := cachedFile{data, hex.EncodeToString(s[:])}
+		c[key] = f
+		return f.data, f.sum, nil
+	}
+	data, err := os.ReadFile(path)
+	return data, "", err
+}
+
+func readArtifact(dir string, cache fileCache) (*Artifact, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotArtifact)
@@ -256,19 +299,24 @@ func ReadArtifact(dir string) (*Artifact, error) {
 		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
 	}
 	files := map[string][]byte{"manifest.json": mb}
+	sums := map[string]string{}
 	for name := range m.Files {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		data, sum, err := cache.read(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: file %s of the manifest: %w", dir, name, err)
 		}
 		files[name] = data
+		if sum != "" {
+			sums[name] = sum
+		}
 	}
-	return fromFiles(dir, files)
+	return fromFilesSums(dir, files, sums)
 }
 
 // ReadOutput reads every node artifact of a compile output directory
 // (or a single node's artifact directory).
 func ReadOutput(dir string) ([]*Artifact, error) {
+	cache := fileCache{}
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
 		a, err := ReadArtifact(dir)
 		if err != nil {
@@ -285,7 +333,7 @@ func ReadOutput(dir string) ([]*Artifact, error) {
 		if !e.IsDir() {
 			continue
 		}
-		a, err := ReadArtifact(filepath.Join(dir, e.Name()))
+		a, err := readArtifact(filepath.Join(dir, e.Name()), cache)
 		if errors.Is(err, ErrNotArtifact) {
 			continue
 		}
