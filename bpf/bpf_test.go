@@ -60,19 +60,32 @@ func ctKeyOf(q ir.Query, dir bpf.Direction) []byte {
 	return key
 }
 
-func compileDir(t *testing.T, paths ...string) (*ir.Cluster, *emit.Output) {
+// resolve compiles manifests (paths, or stdin for "-") into a cluster.
+func resolve(t *testing.T, stdin string, paths ...string) *ir.Cluster {
 	t.Helper()
-	set, cl, diags := compiler.Load(paths, strings.NewReader(""), compiler.Options{})
+	set, cl, diags := compiler.Load(paths, strings.NewReader(stdin), compiler.Options{})
 	if len(diags) > 0 {
 		var b strings.Builder
 		diags.Format(&b, 10, set.Source)
 		t.Fatal(b.String())
 	}
-	out, err := emit.Build(cl, emit.Options{})
+	return cl
+}
+
+// build lowers a cluster into artifacts.
+func build(t *testing.T, cl *ir.Cluster, opts emit.Options) *emit.Output {
+	t.Helper()
+	out, err := emit.Build(cl, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cl, out
+	return out
+}
+
+func compileDir(t *testing.T, paths ...string) (*ir.Cluster, *emit.Output) {
+	t.Helper()
+	cl := resolve(t, "", paths...)
+	return cl, build(t, cl, emit.Options{})
 }
 
 // The kernel runs the compiled programs on crafted first packets and must
@@ -175,16 +188,8 @@ func checkKernelSample(t *testing.T, cl *ir.Cluster, out *emit.Output, perNode, 
 // cluster), the kernel still agrees with the evaluator everywhere.
 func TestExactIPCacheInTheKernel(t *testing.T) {
 	requireBPF(t)
-	set, cl, diags := compiler.Load([]string{"../examples/seed"}, strings.NewReader(""), compiler.Options{})
-	if len(diags) > 0 {
-		var b strings.Builder
-		diags.Format(&b, 10, set.Source)
-		t.Fatal(b.String())
-	}
-	out, err := emit.Build(cl, emit.Options{ExactIPCacheMin: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := resolve(t, "", "../examples/seed")
+	out := build(t, cl, emit.Options{ExactIPCacheMin: 1})
 	for _, a := range out.Artifacts {
 		found := false
 		for _, f := range a.Files {
@@ -205,17 +210,8 @@ func TestPolicyCasesInTheKernel(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
 			manifests := strings.Join(append([]string{compilertest.Fixture()}, tc.Policies...), "\n---\n")
-			set, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(manifests), compiler.Options{})
-			if len(diags) > 0 {
-				var b strings.Builder
-				diags.Format(&b, 10, set.Source)
-				t.Fatal(b.String())
-			}
-			out, err := emit.Build(cl, emit.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkKernel(t, cl, out)
+			cl := resolve(t, manifests, "-")
+			checkKernel(t, cl, build(t, cl, emit.Options{}))
 		})
 	}
 }

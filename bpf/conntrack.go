@@ -64,6 +64,11 @@ func ctKey(dir Direction, reverse bool) asm.Instructions {
 	if reverse {
 		src, dst, sport, dport, d = dst, src, dport, sport, 1-d
 	}
+	return ctKeyFrom(src, dst, sport, dport, stProto, d)
+}
+
+// ctKeyFrom writes a conntrack key at stCTKey from stack slots.
+func ctKeyFrom(src, dst, sport, dport, proto int16, dir int64) asm.Instructions {
 	return asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, src, asm.Word),
 		asm.StoreMem(asm.RFP, stCTKey, asm.R2, asm.Word),
@@ -73,9 +78,9 @@ func ctKey(dir Direction, reverse bool) asm.Instructions {
 		asm.StoreMem(asm.RFP, stCTKey+8, asm.R2, asm.Half),
 		asm.LoadMem(asm.R2, asm.RFP, dport, asm.Half),
 		asm.StoreMem(asm.RFP, stCTKey+10, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, stProto, asm.Byte),
+		asm.LoadMem(asm.R2, asm.RFP, proto, asm.Byte),
 		asm.StoreMem(asm.RFP, stCTKey+12, asm.R2, asm.Byte),
-		asm.StoreImm(asm.RFP, stCTKey+13, d, asm.Byte),
+		asm.StoreImm(asm.RFP, stCTKey+13, dir, asm.Byte),
 		asm.StoreImm(asm.RFP, stCTKey+14, 0, asm.Half),
 	}
 }
@@ -87,19 +92,8 @@ func ctRelated(dir Direction) asm.Instructions {
 	in := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, stRelated, asm.Byte),
 		asm.JEq.Imm(asm.R2, 0, "ct_related_done"),
-		asm.LoadMem(asm.R2, asm.RFP, stRelSrc, asm.Word),
-		asm.StoreMem(asm.RFP, stCTKey, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.RFP, stRelDst, asm.Word),
-		asm.StoreMem(asm.RFP, stCTKey+4, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.RFP, stRelSport, asm.Half),
-		asm.StoreMem(asm.RFP, stCTKey+8, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, stRelDport, asm.Half),
-		asm.StoreMem(asm.RFP, stCTKey+10, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, stRelProto, asm.Byte),
-		asm.StoreMem(asm.RFP, stCTKey+12, asm.R2, asm.Byte),
-		asm.StoreImm(asm.RFP, stCTKey+13, int64(1-dir), asm.Byte),
-		asm.StoreImm(asm.RFP, stCTKey+14, 0, asm.Half),
 	}
+	in = append(in, ctKeyFrom(stRelSrc, stRelDst, stRelSport, stRelDport, stRelProto, int64(1-dir))...)
 	in = append(in, mapLookup(MapConntrack, stCTKey)...)
 	return append(in,
 		asm.JEq.Imm(asm.R0, 0, "ct_related_done"),

@@ -2,11 +2,9 @@ package bpf_test
 
 import (
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
-	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/loader"
@@ -22,17 +20,8 @@ func TestSyntheticClusterInTheKernel(t *testing.T) {
 	if _, err := synth.Generate(synth.Full().Scale(0.05), dir); err != nil {
 		t.Fatal(err)
 	}
-	set, cl, diags := compiler.Load([]string{dir}, strings.NewReader(""), compiler.Options{})
-	if len(diags) > 0 {
-		var b strings.Builder
-		diags.Format(&b, 10, set.Source)
-		t.Fatal(b.String())
-	}
-	out, err := emit.Build(cl, emit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkKernelSample(t, cl, out, 6, 7)
+	cl := resolve(t, "", dir)
+	checkKernelSample(t, cl, build(t, cl, emit.Options{}), 6, 7)
 }
 
 // The busiest node of the full-size benchmark cluster (50,000 pods): its
@@ -49,13 +38,7 @@ func TestFullSizeNodeVerifies(t *testing.T) {
 	if _, err := synth.Generate(synth.Full(), dir); err != nil {
 		t.Fatal(err)
 	}
-	set, cl, diags := compiler.Load([]string{dir}, strings.NewReader(""), compiler.Options{})
-	if len(diags) > 0 {
-		var b strings.Builder
-		diags.Format(&b, 10, set.Source)
-		t.Fatal(b.String())
-	}
-	set.Objects = nil
+	cl := resolve(t, "", dir)
 	var mu sync.Mutex
 	var busiest *emit.Artifact
 	_, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
