@@ -154,10 +154,11 @@ func Add(args *skel.CmdArgs) (err error) {
 	// Release the address, and whatever else was made, if a later step
 	// fails.
 	hostVeth := HostVethName(args.ContainerID, args.IfName)
+	created := false // only a veth this run made is removed on failure
 	defer func() {
 		if err != nil {
 			ipam.ExecDel(conf.IPAM.Type, args.StdinData)
-			if l, lerr := netlink.LinkByName(hostVeth); lerr == nil {
+			if l, lerr := netlink.LinkByName(hostVeth); lerr == nil && created {
 				netlink.LinkDel(l)
 			}
 		}
@@ -170,7 +171,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		return errors.New("ipam returned no address")
 	}
 
-	hostIf, contIf, err := setupVeth(netns, args.IfName, hostVeth, conf.MTU, result)
+	hostIf, contIf, err := setupVeth(netns, args.IfName, hostVeth, conf.MTU, result, &created)
 	if err != nil {
 		return err
 	}
@@ -222,13 +223,14 @@ func Add(args *skel.CmdArgs) (err error) {
 
 // setupVeth creates the pair from inside the pod's namespace, addresses the
 // pod end and routes it through the gateway.
-func setupVeth(netns ns.NetNS, ifName, hostVeth string, mtu int, result *current.Result) (*current.Interface, *current.Interface, error) {
+func setupVeth(netns ns.NetNS, ifName, hostVeth string, mtu int, result *current.Result, created *bool) (*current.Interface, *current.Interface, error) {
 	hostIf, contIf := &current.Interface{}, &current.Interface{}
 	err := netns.Do(func(hostNS ns.NetNS) error {
 		hv, cv, err := ip.SetupVethWithName(ifName, hostVeth, mtu, "", hostNS)
 		if err != nil {
 			return err
 		}
+		*created = true
 		hostIf.Name, hostIf.Mac = hv.Name, hv.HardwareAddr.String()
 		contIf.Name, contIf.Mac, contIf.Sandbox = cv.Name, cv.HardwareAddr.String(), netns.Path()
 		link, err := netlink.LinkByName(ifName)

@@ -18,8 +18,9 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	// The tests build the standard host-local IPAM plugin; this keeps its
 	// dependencies in go.mod.
-	_ "github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	_ "github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
 
 	"github.com/sluicenet/sluice/loader"
 	"github.com/sluicenet/sluice/loader/cni"
@@ -300,5 +301,152 @@ func TestBadInput(t *testing.T) {
 		if strings.HasPrefix(en.Name(), "10.88.") {
 			t.Errorf("address %s left allocated", en.Name())
 		}
+	}
+}
+
+// 50 ADDs and DELs at once: no address twice, nothing left behind, the
+// state directory intact.
+func TestConcurrency(t *testing.T) {
+	e := newEnv(t, "1.1.0")
+	const n = 50
+	rts := make([]*libcni.RuntimeConf, n)
+	for i := range rts {
+		_, rts[i] = e.pod(fmt.Sprintf("p%d", i))
+	}
+	results := make([]*current.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Go(func() { results[i], errs[i] = e.add(rts[i]) })
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("ADD %d: %v", i, err)
+		}
+		ip := results[i].IPs[0].Address.IP.String()
+		if j, dup := seen[ip]; dup {
+			t.Fatalf("pods %d and %d both got %s", j, i, ip)
+		}
+		seen[ip] = i
+	}
+	recs, err := cni.ReadRecords(e.state)
+	if err != nil || len(recs) != n {
+		t.Fatalf("%d records (%v), want %d", len(recs), err, n)
+	}
+	for i := range rts {
+		wg.Go(func() { errs[i] = e.del(rts[i]) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("DEL %d: %v", i, err)
+		}
+	}
+	recs, _ = cni.ReadRecords(e.state)
+	out, _ := exec.Command("ip", "-n", e.node, "-o", "link").CombinedOutput()
+	if len(recs) != 0 || strings.Contains(string(out), "lxc") {
+		t.Fatalf("left behind: %d records\n%s", len(recs), out)
+	}
+	stray, _ := filepath.Glob(filepath.Join(e.state, ".record-*"))
+	if len(stray) > 0 {
+		t.Errorf("temporary files left in the state directory: %v", stray)
+	}
+}
+
+// GC removes what belongs to attachments no longer valid, and nothing
+// else; STATUS reports readiness.
+func TestGCAndStatus(t *testing.T) {
+	e := newEnv(t, "1.1.0")
+	_, keep := e.pod("keep")
+	_, stale := e.pod("stale")
+	for _, rt := range []*libcni.RuntimeConf{keep, stale} {
+		if _, err := e.add(rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Something that is not ours, which GC must not touch.
+	ipCmd(t, "-n", e.node, "link", "add", "lxcnotours", "type", "veth", "peer", "name", "othr0")
+	err := e.inNode(func() error {
+		return e.cniCfg.GCNetworkList(context.Background(), e.conf, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: keep.ContainerID, IfName: "eth0"}}})
+	})
+	if err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	recs, _ := cni.ReadRecords(e.state)
+	if len(recs) != 1 || recs[0].ContainerID != keep.ContainerID {
+		t.Fatalf("records after GC: %+v", recs)
+	}
+	out, _ := exec.Command("ip", "-n", e.node, "-o", "link").CombinedOutput()
+	if strings.Contains(string(out), cni.HostVethName(stale.ContainerID, "eth0")) || !strings.Contains(string(out), cni.HostVethName(keep.ContainerID, "eth0")) || !strings.Contains(string(out), "lxcnotours") {
+		t.Fatalf("links after GC:\n%s", out)
+	}
+	// The stale pod's address is free again: host-local holds only one.
+	held := 0
+	entries, _ := os.ReadDir(filepath.Join(e.ipamDir, "sluice-test"))
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), "10.88.") {
+			held++
+		}
+	}
+	if held != 1 {
+		t.Errorf("host-local holds %d addresses after GC, want 1", held)
+	}
+	if err := e.inNode(func() error { return e.cniCfg.GetStatusNetworkList(context.Background(), e.conf) }); err != nil {
+		t.Errorf("STATUS: %v", err)
+	}
+	// A state directory that cannot be written makes STATUS fail.
+	os.WriteFile(filepath.Join(t.TempDir(), "x"), nil, 0o644)
+	bad := strings.Replace(string(e.conf.Bytes), e.state, "/proc/sluice-no-such-dir", 1)
+	badConf, err := libcni.ConfListFromBytes([]byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.inNode(func() error { return e.cniCfg.GetStatusNetworkList(context.Background(), badConf) }); err == nil {
+		t.Error("STATUS with an unwritable state directory succeeded")
+	}
+	e.del(keep)
+}
+
+// A failed ADD releases its address and leaves no link or record; DEL
+// afterwards succeeds.
+func TestFailedAdd(t *testing.T) {
+	e := newEnv(t, "1.1.0")
+	_, rt := e.pod("f")
+	rt.NetNS = "/var/run/netns/slcni-no-such-" + e.id
+	if _, err := e.add(rt); err == nil {
+		t.Fatal("ADD into a missing namespace succeeded")
+	}
+	if err := e.del(rt); err != nil {
+		t.Errorf("DEL after a failed ADD: %v", err)
+	}
+	recs, _ := cni.ReadRecords(e.state)
+	entries, _ := os.ReadDir(filepath.Join(e.ipamDir, "sluice-test"))
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), "10.88.") {
+			t.Errorf("address %s still allocated", en.Name())
+		}
+	}
+	if len(recs) != 0 {
+		t.Errorf("records: %+v", recs)
+	}
+	// A failure after the address was taken: the host-side name is in use.
+	_, rt2 := e.pod("g")
+	ipCmd(t, "-n", e.node, "link", "add", cni.HostVethName(rt2.ContainerID, "eth0"), "type", "veth", "peer", "name", "gpeer0")
+	if _, err := e.add(rt2); err == nil {
+		t.Fatal("ADD with its veth name taken succeeded")
+	}
+	entries, _ = os.ReadDir(filepath.Join(e.ipamDir, "sluice-test"))
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), "10.88.") {
+			t.Errorf("address %s still allocated after a failed ADD", en.Name())
+		}
+	}
+	if recs, _ := cni.ReadRecords(e.state); len(recs) != 0 {
+		t.Errorf("records after a failed ADD: %+v", recs)
+	}
+	if out, _ := exec.Command("ip", "-n", e.node, "-o", "link").CombinedOutput(); !strings.Contains(string(out), "gpeer0") {
+		t.Errorf("the failed ADD removed a link it did not create:\n%s", out)
 	}
 }
