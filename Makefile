@@ -5,7 +5,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test bench demo fuzz lint clean update-golden
+.PHONY: all build test bench demo fuzz lint clean update-golden install-cni
 
 all: build
 
@@ -42,6 +42,14 @@ demo: build
 	$(BIN)/sluice trace -f examples/seed --from default/client --to default/backend --port 80/TCP
 	$(BIN)/sluice trace -f examples/seed --from 203.0.113.7 --to default/public --port 80/TCP
 	$(BIN)/sluice trace -f examples/seed --matrix --port 80/TCP -o table
+
+# Place sluice-cni in /opt/cni/bin and a network configuration list in
+# /etc/cni/net.d (CNI_BIN_DIR, CNI_CONF_DIR and CNI_CONFLIST override them).
+CNI_BIN_DIR ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+CNI_CONFLIST ?= examples/cni/10-sluice.conflist
+install-cni: build
+	$(BIN)/sluice-cni install --bin-dir $(CNI_BIN_DIR) --conf-dir $(CNI_CONF_DIR) --conflist $(CNI_CONFLIST)
 
 clean:
 	rm -rf $(BIN) out

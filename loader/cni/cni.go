@@ -491,3 +491,54 @@ func GC(args *skel.CmdArgs) error {
 	// The IPAM plugin gets the same valid list and releases the rest.
 	return invoke.DelegateGC(context.TODO(), conf.IPAM.Type, args.StdinData, nil)
 }
+
+// Install places the plugin binary in binDir and a network configuration
+// list in confDir, as a DaemonSet init container would: each file is
+// written beside its destination and renamed over it, so a runtime never
+// reads half a file. An existing configuration is left alone unless
+// overwrite is set.
+func Install(self, binDir, confDir string, conflist []byte, overwrite bool) error {
+	var probe map[string]any
+	if err := json.Unmarshal(conflist, &probe); err != nil {
+		return fmt.Errorf("the network configuration list is not JSON: %w", err)
+	}
+	bin, err := os.ReadFile(self)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(binDir, "sluice-cni"), bin, 0o755); err != nil {
+		return err
+	}
+	conf := filepath.Join(confDir, "10-sluice.conflist")
+	if _, err := os.Stat(conf); err == nil && !overwrite {
+		return nil
+	}
+	return writeAtomic(conf, conflist, 0o644)
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -450,3 +450,34 @@ func TestFailedAdd(t *testing.T) {
 		t.Errorf("the failed ADD removed a link it did not create:\n%s", out)
 	}
 }
+
+func TestInstall(t *testing.T) {
+	bin, conf := t.TempDir(), t.TempDir()
+	self := filepath.Join(t.TempDir(), "plugin")
+	os.WriteFile(self, []byte("binary"), 0o755)
+	list, err := os.ReadFile("../../examples/cni/10-sluice.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := libcni.ConfListFromBytes(list); err != nil {
+		t.Fatalf("the example config list does not parse: %v", err)
+	}
+	if err := cni.Install(self, bin, conf, list, false); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(bin, "sluice-cni")); string(b) != "binary" {
+		t.Errorf("binary: %q", b)
+	}
+	if fi, err := os.Stat(filepath.Join(bin, "sluice-cni")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("binary not executable: %v", err)
+	}
+	// An existing configuration stays unless asked.
+	os.WriteFile(filepath.Join(conf, "10-sluice.conflist"), []byte(`{"mine": true}`), 0o644)
+	cni.Install(self, bin, conf, list, false)
+	if b, _ := os.ReadFile(filepath.Join(conf, "10-sluice.conflist")); string(b) != `{"mine": true}` {
+		t.Errorf("install replaced an existing configuration")
+	}
+	if err := cni.Install(self, bin, conf, []byte("{"), true); err == nil {
+		t.Error("installing a configuration that is not JSON succeeded")
+	}
+}
