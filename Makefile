@@ -27,9 +27,13 @@ update-golden:
 	$(GO) test ./cmd/sluice/ -run Golden -update
 
 # Compile a synthetic cluster at 1/4, 1/2 and full size (50,000 pods) and
-# report time, memory and entries, with growth ratios.
+# report time, memory and entries, with growth ratios; then the datapath's
+# per-packet costs and the CNI plugin's ADD/DEL latency.
 bench: build
 	$(GO) run ./cmd/sluice-bench -sluice $(BIN)/sluice
+	@echo
+	@echo "sluice-cni: ADD and DEL over 200 pods through libcni, against the reference ptp plugin (needs root)"
+	$(GO) test -run '^$$' -bench BenchmarkAddDel -benchtime=1x ./loader/cni/
 
 fuzz:
 	$(GO) test ./schema/ -run '^$$' -fuzz FuzzDecode -fuzztime 60s

@@ -26,7 +26,7 @@ import (
 	"github.com/sluicenet/sluice/loader/cni"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		if _, err := exec.LookPath("ip"); err == nil {
@@ -42,7 +42,7 @@ func requireRoot(t *testing.T) {
 // env is a node namespace with the plugins built and a config list, as a
 // container runtime would have them.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	id       string
 	node     string
 	bin      string
@@ -58,7 +58,7 @@ var buildOnce sync.Once
 var binDir string
 var buildErr error
 
-func buildPlugins(t *testing.T) string {
+func buildPlugins(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "sluice-cni-bin-")
@@ -79,14 +79,14 @@ func buildPlugins(t *testing.T) string {
 	return binDir
 }
 
-func ipCmd(t *testing.T, args ...string) {
+func ipCmd(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-func newEnv(t *testing.T, cniVersion string) *env {
+func newEnv(t testing.TB, cniVersion string) *env {
 	t.Helper()
 	requireRoot(t)
 	var rnd [3]byte
@@ -141,7 +141,7 @@ func (e *env) del(rt *libcni.RuntimeConf) error {
 	return e.inNode(func() error { return e.cniCfg.DelNetworkList(context.Background(), e.conf, rt) })
 }
 
-func listen(t *testing.T, nsPath, addr string) {
+func listen(t testing.TB, nsPath, addr string) {
 	t.Helper()
 	var ln net.Listener
 	if err := loader.InNetNS(nsPath, func() (err error) {
