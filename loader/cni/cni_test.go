@@ -181,8 +181,10 @@ func connect(nsPath, addr string) error {
 // reaches them; CHECK passes; records say what the agent needs; DEL (twice)
 // removes everything.
 func TestAddCheckDel(t *testing.T) {
-	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
+			preInterfaces := v == "0.1.0" || v == "0.2.0" // results carry no interfaces
+			preCheck := preInterfaces || v == "0.3.1"       // CHECK arrived in 0.4.0
 			e := newEnv(t, v)
 			nsA, rtA := e.pod("a")
 			nsB, rtB := e.pod("b")
@@ -195,7 +197,7 @@ func TestAddCheckDel(t *testing.T) {
 				t.Fatalf("ADD b: %v", err)
 			}
 			ipA, ipB := resA.IPs[0].Address.IP.String(), resB.IPs[0].Address.IP.String()
-			if ipA == ipB || len(resA.Interfaces) != 2 || resA.Interfaces[0].Name != cni.HostVethName(rtA.ContainerID, "eth0") {
+			if ipA == ipB || !preInterfaces && (len(resA.Interfaces) != 2 || resA.Interfaces[0].Name != cni.HostVethName(rtA.ContainerID, "eth0")) {
 				t.Fatalf("results: %+v %+v", resA, resB)
 			}
 			listen(t, "/var/run/netns/"+nsB, ipB+":8080")
@@ -210,8 +212,9 @@ func TestAddCheckDel(t *testing.T) {
 			if err := connect("/var/run/netns/"+e.node, ipA+":8080"); err != nil {
 				t.Errorf("host -> pod a: %v", err)
 			}
-			if err := e.inNode(func() error { return e.cniCfg.CheckNetworkList(context.Background(), e.conf, rtA) }); err != nil && v != "0.3.1" {
-				t.Errorf("CHECK: %v", err)
+			err = e.inNode(func() error { return e.cniCfg.CheckNetworkList(context.Background(), e.conf, rtA) })
+			if preCheck != (err != nil) {
+				t.Errorf("CHECK on %s: %v", v, err)
 			}
 			recs, err := cni.ReadRecords(e.state)
 			if err != nil || len(recs) != 2 {
@@ -407,6 +410,46 @@ func TestGCAndStatus(t *testing.T) {
 		t.Error("STATUS with an unwritable state directory succeeded")
 	}
 	e.del(keep)
+}
+
+// CHECK notices each kind of drift from what ADD left, and says which.
+func TestCheckDrift(t *testing.T) {
+	e := newEnv(t, "1.1.0")
+	check := func(rt *libcni.RuntimeConf) error {
+		return e.inNode(func() error { return e.cniCfg.CheckNetworkList(context.Background(), e.conf, rt) })
+	}
+	drifts := []struct {
+		name, want string
+		drift      func(ns, ip, veth string)
+	}{
+		{"host veth down", "is down", func(_, _, veth string) { ipCmd(t, "-n", e.node, "link", "set", veth, "down") }},
+		{"host route gone", "no route to", func(_, ip, veth string) { ipCmd(t, "-n", e.node, "route", "del", ip+"/32", "dev", veth) }},
+		{"pod address gone", "lacks address", func(ns, ip, _ string) { ipCmd(t, "-n", ns, "addr", "del", ip+"/32", "dev", "eth0") }},
+		{"pod default route gone", "no default route", func(ns, _, _ string) { ipCmd(t, "-n", ns, "route", "del", "default") }},
+		{"record gone", "no endpoint record", func(_, _, _ string) {
+			recs, _ := cni.ReadRecords(e.state)
+			for _, r := range recs {
+				os.Remove(filepath.Join(e.state, r.ContainerID+"-"+r.IfName+".json"))
+			}
+		}},
+	}
+	for i, d := range drifts {
+		t.Run(d.name, func(t *testing.T) {
+			ns, rt := e.pod(fmt.Sprintf("d%d", i))
+			res, err := e.add(rt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.del(rt)
+			if err := check(rt); err != nil {
+				t.Fatalf("CHECK before drift: %v", err)
+			}
+			d.drift(ns, res.IPs[0].Address.IP.String(), cni.HostVethName(rt.ContainerID, "eth0"))
+			if err := check(rt); err == nil || !strings.Contains(err.Error(), d.want) {
+				t.Errorf("CHECK after %s: %v, want an error saying %q", d.name, err, d.want)
+			}
+		})
+	}
 }
 
 // A failed ADD releases its address and leaves no link or record; DEL
