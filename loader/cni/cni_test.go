@@ -184,7 +184,7 @@ func TestAddCheckDel(t *testing.T) {
 	for _, v := range []string{"0.1.0", "0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
 			preInterfaces := v == "0.1.0" || v == "0.2.0" // results carry no interfaces
-			preCheck := preInterfaces || v == "0.3.1"       // CHECK arrived in 0.4.0
+			preCheck := preInterfaces || v == "0.3.1"     // CHECK arrived in 0.4.0
 			e := newEnv(t, v)
 			nsA, rtA := e.pod("a")
 			nsB, rtB := e.pod("b")
