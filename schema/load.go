@@ -90,6 +90,7 @@ func Load(paths []string, stdin io.Reader) (*Set, Diagnostics) {
 			continue
 		}
 		// WalkDir visits entries in lexical order.
+		before := len(srcs)
 		filepath.WalkDir(p, func(path string, de fs.DirEntry, err error) error {
 			if err != nil {
 				fail(path, err)
@@ -106,6 +107,12 @@ func Load(paths []string, stdin io.Reader) (*Set, Diagnostics) {
 			add(path, data)
 			return nil
 		})
+		if len(srcs) == before {
+			// A pipeline pointed at the wrong directory fails rather than
+			// compiling an empty cluster and shipping it.
+			diags = append(diags, Diagnostic{Pos: Pos{File: p},
+				Message: "no manifests in this directory; sluice reads *.yaml, *.yml and *.json files in it and below"})
+		}
 	}
 
 	objs, skipped, ds := decodeSources(srcs)

@@ -77,6 +77,19 @@ func TestLoadDirectoryRecursion(t *testing.T) {
 	}
 }
 
+// A directory without manifests is an error, not an empty cluster.
+func TestLoadEmptyDirectory(t *testing.T) {
+	empty := writeTree(t, map[string]string{"README.md": "# no manifests", "10-net.conflist": "{}"})
+	full := writeTree(t, map[string]string{"a.yaml": ns("a")})
+	set, diags := Load([]string{full, empty}, nil)
+	if len(diags) != 1 || diags[0].Pos.File != empty || !strings.Contains(diags[0].Message, "no manifests") {
+		t.Fatalf("diagnostics %v, want one naming %s", diags, empty)
+	}
+	if len(set.Objects) != 1 {
+		t.Errorf("objects %d, want the one from the other directory", len(set.Objects))
+	}
+}
+
 func TestLoadArgumentsAndStdin(t *testing.T) {
 	dir := writeTree(t, map[string]string{
 		"one.yaml":     ns("one"),
