@@ -51,6 +51,10 @@ func (d *Datapath) Close() {
 // ErrPrivilege says the machine does not let this process use BPF.
 var ErrPrivilege = errors.New("BPF needs root (CAP_BPF and CAP_NET_ADMIN): run as root")
 
+func isPermission(err error) bool {
+	return errors.Is(err, os.ErrPermission)
+}
+
 // expectedLayout is what the programs read: key size, value size, type.
 var expectedLayout = map[string][3]int{
 	bpf.MapIPCache:      {emit.IPCacheKeySize, emit.IPCacheValueSize, int(ebpf.LPMTrie)},
@@ -94,6 +98,13 @@ func mapType(t string) (ebpf.MapType, error) {
 // LoadArtifact creates the maps of a verified artifact, fills them from
 // their images, and loads the programs. Nothing is attached or pinned.
 func LoadArtifact(a *Artifact) (*Datapath, error) {
+	return loadArtifact(a, nil)
+}
+
+// loadArtifact is LoadArtifact with node-state maps (conntrack, drop
+// counters) passed in rather than created, so that they outlive the
+// generation.
+func loadArtifact(a *Artifact, nodeState map[string]*ebpf.Map) (*Datapath, error) {
 	features := FeaturesOf(a.Manifest)
 	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)}
 	endpointPolicy := map[string]uint32{}
@@ -154,7 +165,7 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
-	dp, err := loadCollection(a.Dir, cs)
+	dp, err := loadCollection(a.Dir, cs, nodeState)
 	if err != nil {
 		return nil, err
 	}
@@ -162,14 +173,14 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 	return dp, nil
 }
 
-func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
-	coll, err := ebpf.NewCollection(cs)
+func loadCollection(dir string, cs *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*Datapath, error) {
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("%s: the kernel verifier rejected a program: %v", dir, ve)
 		}
-		if errors.Is(err, os.ErrPermission) {
+		if isPermission(err) {
 			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
 		}
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -179,10 +190,14 @@ func loadCollection(dir string, cs *ebpf.CollectionSpec) (*Datapath, error) {
 
 // Drops returns the drop counters by reason, summed over CPUs.
 func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
+	return dropsOf(d.Maps[bpf.MapDrops])
+}
+
+func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 	var out [bpf.DropReasons]uint64
 	for r := range out {
 		var perCPU []uint64
-		if err := d.Maps[bpf.MapDrops].Lookup(uint32(r), &perCPU); err != nil {
+		if err := m.Lookup(uint32(r), &perCPU); err != nil {
 			return out, err
 		}
 		for _, v := range perCPU {

@@ -172,7 +172,7 @@ func TestBadArtifacts(t *testing.T) {
 				asm.Return(),
 			},
 		}}}
-		_, err := loadCollection("testdir", cs)
+		_, err := loadCollection("testdir", cs, nil)
 		if err == nil || !strings.Contains(err.Error(), "testdir: the kernel verifier rejected a program") {
 			t.Fatalf("got %v", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -67,12 +68,7 @@ func ipCmd(t *testing.T, args ...string) {
 // connection keeps working both ways (conntrack).
 func TestTrafficThroughTCX(t *testing.T) {
 	requireBPF(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("iproute2 (ip) is missing; .ci/run installs it")
-		}
-		t.Skip("iproute2 (ip) is not installed")
-	}
+	requireIP(t)
 	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(trafficCluster), compiler.Options{})
 	if len(diags) > 0 {
 		t.Fatal(diags.Err())
@@ -91,36 +87,12 @@ func TestTrafficThroughTCX(t *testing.T) {
 	}
 	defer dp.Close()
 
-	var rnd [3]byte
-	rand.Read(rnd[:])
-	id := hex.EncodeToString(rnd[:])
-	node := "slnode-" + id
-	ipCmd(t, "netns", "add", node)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", node).Run() })
-	nsPath := func(ns string) string { return "/var/run/netns/" + ns }
-	ipCmd(t, "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
-	// The node needs an address of its own to ask ARP for its pods.
-	ipCmd(t, "-n", node, "addr", "add", "10.77.255.1/32", "dev", "lo")
-	ipCmd(t, "-n", node, "link", "set", "lo", "up")
 	pods := map[string]string{"a": "10.77.0.2", "b": "10.77.0.3", "c": "10.77.0.4"}
-	for _, name := range []string{"a", "b", "c"} {
-		ns, host, ip := "sl"+name+"-"+id, "sl"+name+id, pods[name]
-		ipCmd(t, "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		ipCmd(t, "-n", node, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		ipCmd(t, "-n", ns, "addr", "add", ip+"/32", "dev", "eth0")
-		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-		ipCmd(t, "-n", ns, "route", "add", "10.77.0.0/24", "dev", "eth0")
-		ipCmd(t, "-n", node, "link", "set", host, "up")
-		ipCmd(t, "-n", node, "route", "add", ip+"/32", "dev", host)
-		ipCmd(t, "netns", "exec", node, "sysctl", "-qw", "net.ipv4.conf."+host+".proxy_arp=1", "net.ipv4.conf."+host+".rp_filter=0", "net.ipv4.neigh."+host+".proxy_delay=0")
-		err := InNetNS(nsPath(node), func() error {
-			ifc, err := net.InterfaceByName(host)
-			if err != nil {
-				return err
-			}
-			links, err := dp.AttachEndpoint("default/"+name, ifc.Index)
+	pn := newPodNet(t, pods)
+	for name := range pods {
+		idx := pn.ifindex(name)
+		err := InNetNS(pn.nsPath(pn.node), func() error {
+			links, err := dp.AttachEndpoint("default/"+name, idx)
 			if err != nil {
 				return err
 			}
@@ -135,47 +107,7 @@ func TestTrafficThroughTCX(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Servers: every pod answers on 8080 and 9090 with its name.
-	for name := range pods {
-		ns := "sl" + name + "-" + id
-		for _, port := range []int{8080, 9090} {
-			var ln net.Listener
-			if err := InNetNS(nsPath(ns), func() (err error) {
-				ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", pods[name], port))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						r := bufio.NewReader(c)
-						for {
-							line, err := r.ReadString('\n')
-							if err != nil {
-								return
-							}
-							fmt.Fprintf(c, "%s %s", name, line)
-						}
-					}()
-				}
-			}()
-		}
-	}
-	dial := func(from, to string, port int) (net.Conn, error) {
-		var c net.Conn
-		err := InNetNS(nsPath("sl"+from+"-"+id), func() (err error) {
-			c, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", pods[to], port), 700*time.Millisecond)
-			return err
-		})
-		return c, err
-	}
+	dial := pn.dial
 	ev := ir.NewEvaluator(cl)
 	for _, from := range []string{"a", "b", "c"} {
 		for _, to := range []string{"a", "b", "c"} {
@@ -223,4 +155,119 @@ func TestTrafficThroughTCX(t *testing.T) {
 	if counts[2] == 0 {
 		t.Errorf("no default drops counted after denied connections: %v", counts)
 	}
+}
+
+func requireIP(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("iproute2 (ip) is missing; .ci/run installs it")
+		}
+		t.Skip("iproute2 (ip) is not installed")
+	}
+}
+
+// podNet is a namespace playing the node, and one namespace per pod wired to
+// it by a veth (host end "sl"+name+id), with servers in every pod on TCP
+// 8080 and 9090 that echo each line prefixed with the pod's name.
+type podNet struct {
+	t    *testing.T
+	id   string
+	node string
+	pods map[string]string // name → IP
+}
+
+func newPodNet(t *testing.T, pods map[string]string) *podNet {
+	t.Helper()
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	pn := &podNet{t: t, id: hex.EncodeToString(rnd[:]), pods: pods}
+	id, node := pn.id, "slnode-"+pn.id
+	pn.node = node
+	ipCmd(t, "netns", "add", node)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", node).Run() })
+	ipCmd(t, "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+	// The node needs an address of its own to ask ARP for its pods.
+	ipCmd(t, "-n", node, "addr", "add", "10.77.255.1/32", "dev", "lo")
+	ipCmd(t, "-n", node, "link", "set", "lo", "up")
+	names := make([]string, 0, len(pods))
+	for name := range pods {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ns, host, ip := "sl"+name+"-"+id, "sl"+name+id, pods[name]
+		ipCmd(t, "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		ipCmd(t, "-n", node, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		ipCmd(t, "-n", ns, "addr", "add", ip+"/32", "dev", "eth0")
+		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
+		ipCmd(t, "-n", ns, "route", "add", "10.77.0.0/24", "dev", "eth0")
+		ipCmd(t, "-n", node, "link", "set", host, "up")
+		ipCmd(t, "-n", node, "route", "add", ip+"/32", "dev", host)
+		ipCmd(t, "netns", "exec", node, "sysctl", "-qw", "net.ipv4.conf."+host+".proxy_arp=1", "net.ipv4.conf."+host+".rp_filter=0", "net.ipv4.neigh."+host+".proxy_delay=0")
+		for _, port := range []int{8080, 9090} {
+			var ln net.Listener
+			if err := InNetNS(pn.nsPath(ns), func() (err error) {
+				ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go serveEcho(ln, name)
+		}
+	}
+	return pn
+}
+
+func serveEcho(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s %s", name, line)
+			}
+		}()
+	}
+}
+
+func (pn *podNet) nsPath(ns string) string { return "/var/run/netns/" + ns }
+
+// podNS is the namespace of a pod.
+func (pn *podNet) podNS(name string) string { return pn.nsPath("sl" + name + "-" + pn.id) }
+
+// ifindex is the index of a pod's host-side veth in the node namespace.
+func (pn *podNet) ifindex(name string) int {
+	pn.t.Helper()
+	var idx int
+	if err := InNetNS(pn.nsPath(pn.node), func() error {
+		ifc, err := net.InterfaceByName("sl" + name + pn.id)
+		if err == nil {
+			idx = ifc.Index
+		}
+		return err
+	}); err != nil {
+		pn.t.Fatal(err)
+	}
+	return idx
+}
+
+func (pn *podNet) dial(from, to string, port int) (net.Conn, error) {
+	var c net.Conn
+	err := InNetNS(pn.podNS(from), func() (err error) {
+		c, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", pn.pods[to], port), 700*time.Millisecond)
+		return err
+	})
+	return c, err
 }

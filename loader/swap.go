@@ -1,0 +1,271 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/sluicenet/sluice/bpf"
+)
+
+// MaxEndpoints is how many endpoints a Switch serves at once.
+const MaxEndpoints = 4096
+
+// tcActShot is TC_ACT_SHOT: a dispatcher with no program to run drops,
+// so that a pod is never left unenforced.
+const tcActShot = 2
+
+// Switch is the part of a node's datapath that outlives generations:
+//   - the conntrack and drop-counter maps, shared by every generation;
+//   - a program array in two halves, one per generation, indexed by
+//     (endpoint slot, direction, half);
+//   - a one-word map saying which half serves;
+//   - per endpoint and direction, a dispatcher program attached with TCX
+//     that reads the word and tail-calls into that half.
+//
+// Swap loads a generation into the idle half and then writes the word: one
+// map update, after which every packet on every endpoint runs the new
+// generation, and before which every packet runs the old one. See doc.go.
+type Switch struct {
+	nodeState map[string]*ebpf.Map // conntrack and drops, by map name
+	progs     *ebpf.Map             // program array: key progKey(slot, dir, half)
+	active    *ebpf.Map             // array of one uint32: the serving half
+	half      uint32                // the serving half, as last written
+	gen       *Datapath             // the serving generation; nil before the first Swap
+	endpoints map[string]*attachment
+	freeSlots []uint32
+	// Generation counts the swaps that took effect.
+	Generation uint64
+}
+
+type attachment struct {
+	slot        uint32
+	ifindex     int
+	dispatchers []*ebpf.Program
+	links       []link.Link
+}
+
+var directions = [2]bpf.Direction{bpf.FromContainer, bpf.ToContainer}
+
+func progKey(slot uint32, dirIndex int, half uint32) uint32 {
+	return (slot*2+uint32(dirIndex))*2 + half
+}
+
+// NewSwitch creates the node-lifetime maps. Nothing is attached until
+// Attach, and nothing serves until the first Swap.
+func NewSwitch() (*Switch, error) {
+	s := &Switch{nodeState: map[string]*ebpf.Map{}, endpoints: map[string]*attachment{}}
+	specs := []*ebpf.MapSpec{
+		{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize, ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)},
+		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
+	}
+	for _, spec := range specs {
+		m, err := ebpf.NewMap(spec)
+		if err != nil {
+			s.Close()
+			return nil, privilege(fmt.Errorf("create %s: %w", spec.Name, err))
+		}
+		s.nodeState[spec.Name] = m
+	}
+	var err error
+	if s.progs, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sl_gen_progs", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: MaxEndpoints * 4}); err != nil {
+		s.Close()
+		return nil, privilege(fmt.Errorf("create the program array: %w", err))
+	}
+	if s.active, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sl_gen_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}); err != nil {
+		s.Close()
+		return nil, privilege(fmt.Errorf("create the generation word: %w", err))
+	}
+	for i := MaxEndpoints - 1; i >= 0; i-- {
+		s.freeSlots = append(s.freeSlots, uint32(i))
+	}
+	return s, nil
+}
+
+func privilege(err error) error {
+	if errors.Is(err, ebpf.ErrNotSupported) || isPermission(err) {
+		return fmt.Errorf("%w: %v", ErrPrivilege, err)
+	}
+	return err
+}
+
+// Swap makes a verified artifact the serving generation. It loads the
+// artifact's maps and programs (through the verifier) beside the serving
+// generation, fills the idle half of the program array for every attached
+// endpoint, and flips the generation word. On any error the serving
+// generation is untouched.
+func (s *Switch) Swap(a *Artifact) error {
+	dp, err := loadArtifact(a, s.nodeState)
+	if err != nil {
+		return err
+	}
+	idle := 1 - s.half
+	if s.gen == nil {
+		idle = s.half
+	}
+	for _, name := range s.endpointNames() {
+		if err := s.fill(dp, name, idle); err != nil {
+			dp.Close()
+			return err
+		}
+	}
+	if err := s.active.Put(uint32(0), idle); err != nil {
+		dp.Close()
+		return fmt.Errorf("flip the generation word: %w", err)
+	}
+	// The old generation's programs stay in their half until the next
+	// swap overwrites them: a packet that read the word just before the
+	// flip still finds a program. The kernel keeps them alive through the
+	// program array; our file descriptors can go.
+	if s.gen != nil {
+		s.gen.Close()
+	}
+	s.gen, s.half = dp, idle
+	s.Generation++
+	return nil
+}
+
+func (s *Switch) fill(dp *Datapath, endpoint string, half uint32) error {
+	at := s.endpoints[endpoint]
+	for i, dir := range directions {
+		p := dp.ProgramFor(endpoint, dir)
+		if p == nil {
+			return fmt.Errorf("the generation has no %s program for %s", dir, endpoint)
+		}
+		if err := s.progs.Put(progKey(at.slot, i, half), p); err != nil {
+			return fmt.Errorf("install the %s program of %s: %w", dir, endpoint, err)
+		}
+	}
+	return nil
+}
+
+func (s *Switch) endpointNames() []string {
+	names := make([]string, 0, len(s.endpoints))
+	for n := range s.endpoints {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Attach enforces the serving generation's policy for an endpoint
+// ("ns/name") on its host-side veth: from-container on TCX ingress,
+// to-container on TCX egress. Attaching an endpoint again moves it to the
+// new ifindex.
+func (s *Switch) Attach(endpoint string, ifindex int) error {
+	if s.gen == nil {
+		return errors.New("no generation is serving yet; swap one in first")
+	}
+	if at, ok := s.endpoints[endpoint]; ok {
+		if at.ifindex == ifindex {
+			return nil
+		}
+		s.Detach(endpoint)
+	}
+	if len(s.freeSlots) == 0 {
+		return fmt.Errorf("attach %s: all %d endpoint slots are in use", endpoint, MaxEndpoints)
+	}
+	at := &attachment{slot: s.freeSlots[len(s.freeSlots)-1], ifindex: ifindex}
+	s.freeSlots = s.freeSlots[:len(s.freeSlots)-1]
+	s.endpoints[endpoint] = at
+	fail := func(err error) error {
+		s.Detach(endpoint)
+		return fmt.Errorf("attach %s: %w", endpoint, err)
+	}
+	if err := s.fill(s.gen, endpoint, s.half); err != nil {
+		return fail(err)
+	}
+	for i, tcx := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+			Instructions: dispatcher(s.active.FD(), s.progs.FD(), progKey(at.slot, i, 0))})
+		if err != nil {
+			return fail(fmt.Errorf("load the %s dispatcher: %w", directions[i], err))
+		}
+		at.dispatchers = append(at.dispatchers, d)
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d, Attach: tcx})
+		if err != nil {
+			return fail(fmt.Errorf("attach the %s dispatcher to ifindex %d: %w", directions[i], ifindex, err))
+		}
+		at.links = append(at.links, l)
+	}
+	return nil
+}
+
+// dispatcher reads the serving half and tail-calls the endpoint's program
+// in it (key base+half). Should that slot be empty, it tries the other
+// half, and with no program at all it drops.
+func dispatcher(activeFD, progsFD int, base uint32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.LoadMapPtr(asm.R1, activeFD),
+		asm.FnMapLookupElem.Call(),
+		asm.Mov.Imm(asm.R7, 0),
+		asm.JEq.Imm(asm.R0, 0, "call"),
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+		asm.And.Imm(asm.R7, 1),
+		asm.Mov.Imm(asm.R3, int32(base)).WithSymbol("call"),
+		asm.Add.Reg(asm.R3, asm.R7),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, progsFD),
+		asm.FnTailCall.Call(),
+		asm.Mov.Imm(asm.R3, int32(base+1)),
+		asm.Sub.Reg(asm.R3, asm.R7),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, progsFD),
+		asm.FnTailCall.Call(),
+		asm.Mov.Imm(asm.R0, tcActShot),
+		asm.Return(),
+	}
+}
+
+// Detach removes an endpoint's attachments and programs. Detaching an
+// endpoint that is not attached does nothing.
+func (s *Switch) Detach(endpoint string) {
+	at, ok := s.endpoints[endpoint]
+	if !ok {
+		return
+	}
+	for _, l := range at.links {
+		l.Close()
+	}
+	for _, d := range at.dispatchers {
+		d.Close()
+	}
+	for i := range directions {
+		for half := uint32(0); half < 2; half++ {
+			s.progs.Delete(progKey(at.slot, i, half))
+		}
+	}
+	delete(s.endpoints, endpoint)
+	s.freeSlots = append(s.freeSlots, at.slot)
+}
+
+// Drops returns the node's drop counters by reason, over all generations.
+func (s *Switch) Drops() ([bpf.DropReasons]uint64, error) {
+	return dropsOf(s.nodeState[bpf.MapDrops])
+}
+
+// Close detaches every endpoint and releases the kernel objects.
+func (s *Switch) Close() {
+	for _, n := range s.endpointNames() {
+		s.Detach(n)
+	}
+	if s.gen != nil {
+		s.gen.Close()
+	}
+	for _, m := range []*ebpf.Map{s.progs, s.active} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	for _, m := range s.nodeState {
+		m.Close()
+	}
+}

@@ -1,0 +1,251 @@
+package loader
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicenet/sluice/compiler"
+	"github.com/sluicenet/sluice/emit"
+)
+
+const swapPods = `apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default, labels: {app: a}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.77.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: default, labels: {app: b}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.77.0.3}
+---
+`
+
+// Two policies that both allow a's TCP 8080 and UDP 5000 to b, with
+// different map contents, and one that denies all ingress to b.
+const (
+	swapAllow = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-a, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+    ports:
+    - {port: 8080}
+    - {port: 5000, protocol: UDP}
+`
+	swapAllowMore = swapAllow + `    - {port: 9090}
+`
+	swapDeny = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-isolated, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  policyTypes: [Ingress]
+`
+)
+
+func swapArtifact(t *testing.T, policy string) *Artifact {
+	t.Helper()
+	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(swapPods+policy), compiler.Options{})
+	if len(diags) > 0 {
+		t.Fatal(diags.Err())
+	}
+	out, err := emit.Build(cl, emit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := FromBuild(out.Artifacts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// 100 swaps under a long-lived TCP conversation and a steady UDP stream:
+// nothing reset, nothing lost, nothing dropped. A bad generation is refused
+// and the serving one keeps serving. A swap to a denying policy stops new
+// connections at once and leaves established ones alone (conntrack is
+// node state, kept across generations).
+func TestSwapUnderLoad(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	allow, allowMore, deny := swapArtifact(t, swapAllow), swapArtifact(t, swapAllowMore), swapArtifact(t, swapDeny)
+	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
+	sw, err := NewSwitch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Swap(allow); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		idx := pn.ifindex(name)
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The UDP receiver in b counts distinct sequence numbers.
+	var udp *net.UDPConn
+	if err := InNetNS(pn.podNS("b"), func() (err error) {
+		udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("10.77.0.3"), Port: 5000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	udp.SetReadBuffer(4 << 20)
+	var received atomic.Int64
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, err := udp.Read(buf); err != nil {
+				return
+			}
+			received.Add(1)
+		}
+	}()
+	var sender net.Conn
+	if err := InNetNS(pn.podNS("a"), func() (err error) {
+		sender, err = net.Dial("udp", "10.77.0.3:5000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+
+	conn, err := pn.dial("a", "b", 8080)
+	if err != nil {
+		t.Fatalf("a -> b:8080 before the swaps: %v", err)
+	}
+	defer conn.Close()
+	reader := bufio.NewReader(conn)
+	echo := func(i int) error {
+		fmt.Fprintf(conn, "m%d\n", i)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, err := reader.ReadString('\n')
+		if err == nil && line != fmt.Sprintf("b m%d\n", i) {
+			err = fmt.Errorf("got %q", line)
+		}
+		return err
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent, exchanges atomic.Int64
+	var tcpErr atomic.Value
+	wg.Add(2)
+	go func() { // UDP: a datagram every 200µs
+		defer wg.Done()
+		var seq [8]byte
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			binary.BigEndian.PutUint64(seq[:], uint64(sent.Load()))
+			if _, err := sender.Write(seq[:]); err == nil {
+				sent.Add(1)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	go func() { // TCP: back-to-back request and reply
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := echo(i); err != nil {
+				tcpErr.Store(fmt.Errorf("message %d: %w", i, err))
+				return
+			}
+			exchanges.Add(1)
+		}
+	}()
+
+	const swaps = 100
+	var worst, total time.Duration
+	for i := 0; i < swaps; i++ {
+		next := allowMore
+		if i%2 == 1 {
+			next = allow
+		}
+		start := time.Now()
+		if err := sw.Swap(next); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("swap %d: %v", i+1, err)
+		}
+		d := time.Since(start)
+		total += d
+		worst = max(worst, d)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond) // the last datagrams in flight
+	t.Logf("%d swaps: mean %v, worst %v; %d TCP exchanges, %d/%d datagrams", swaps, total/swaps, worst, exchanges.Load(), received.Load(), sent.Load())
+	if err, _ := tcpErr.Load().(error); err != nil {
+		t.Errorf("the TCP conversation broke during the swaps: %v", err)
+	}
+	if received.Load() != sent.Load() || sent.Load() == 0 {
+		t.Errorf("UDP: %d datagrams sent, %d received", sent.Load(), received.Load())
+	}
+	if sw.Generation != swaps+1 {
+		t.Errorf("generation %d, want %d", sw.Generation, swaps+1)
+	}
+	drops, err := sw.Drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drops != ([len(drops)]uint64{}) {
+		t.Errorf("the datapath dropped packets during the swaps: %v", drops)
+	}
+
+	// A bad generation is refused; the serving one keeps serving.
+	bad := swapArtifact(t, swapDeny)
+	for i := range bad.Manifest.Maps {
+		bad.Manifest.Maps[i].Entries++
+	}
+	if err := sw.Swap(bad); err == nil {
+		t.Error("a generation whose map images disagree with the manifest was swapped in")
+	}
+	if sw.Generation != swaps+1 {
+		t.Errorf("a refused swap counted: generation %d", sw.Generation)
+	}
+	if c, err := pn.dial("a", "b", 8080); err != nil {
+		t.Errorf("a new a -> b:8080 after a refused swap: %v", err)
+	} else {
+		c.Close()
+	}
+
+	// Deny: new connections stop at once, the established one goes on.
+	if err := sw.Swap(deny); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pn.dial("a", "b", 8080); err == nil {
+		c.Close()
+		t.Error("a new a -> b:8080 connected after the swap to a denying policy")
+	}
+	if err := echo(-1); err != nil {
+		t.Errorf("the established connection broke at the swap to a denying policy: %v", err)
+	}
+	if drops, _ := sw.Drops(); drops == ([len(drops)]uint64{}) {
+		t.Error("no drops counted for the denied connection")
+	}
+}
