@@ -32,10 +32,10 @@ const tcActShot = 2
 // generation, and before which every packet runs the old one. See doc.go.
 type Switch struct {
 	nodeState map[string]*ebpf.Map // conntrack and drops, by map name
-	progs     *ebpf.Map             // program array: key progKey(slot, dir, half)
-	active    *ebpf.Map             // array of one uint32: the serving half
-	half      uint32                // the serving half, as last written
-	gen       *Datapath             // the serving generation; nil before the first Swap
+	progs     *ebpf.Map            // program array: key progKey(slot, dir, half)
+	active    *ebpf.Map            // array of one uint32: the serving half
+	half      uint32               // the serving half, as last written
+	gen       *Datapath            // the serving generation; nil before the first Swap
 	endpoints map[string]*attachment
 	freeSlots []uint32
 	// Generation counts the swaps that took effect.
