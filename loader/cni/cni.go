@@ -215,7 +215,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	for _, ipc := range result.IPs {
 		rec.IPs = append(rec.IPs, ipc.Address.IP.String())
 	}
-	if err := writeRecord(conf.StateDir, rec); err != nil {
+	if err := WriteRecord(conf.StateDir, rec); err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot write the endpoint record", err.Error())
 	}
 	return types.PrintResult(result, conf.CNIVersion)
@@ -284,7 +284,9 @@ func lock(dir string) (func(), error) {
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
-func writeRecord(dir string, rec Record) error {
+// WriteRecord writes an endpoint record atomically, under the state
+// directory's lock.
+func WriteRecord(dir string, rec Record) error {
 	unlock, err := lock(dir)
 	if err != nil {
 		return err
@@ -309,7 +311,8 @@ func writeRecord(dir string, rec Record) error {
 	return os.Rename(tmp.Name(), recordPath(dir, rec.ContainerID, rec.IfName))
 }
 
-func removeRecord(dir, containerID, ifName string) error {
+// RemoveRecord removes an endpoint record under the state directory's lock.
+func RemoveRecord(dir, containerID, ifName string) error {
 	unlock, err := lock(dir)
 	if err != nil {
 		return err
@@ -357,7 +360,7 @@ func Del(args *skel.CmdArgs) error {
 			return fmt.Errorf("delete %s: %w", l.Attrs().Name, err)
 		}
 	}
-	if err := removeRecord(conf.StateDir, args.ContainerID, args.IfName); err != nil && !os.IsNotExist(err) {
+	if err := RemoveRecord(conf.StateDir, args.ContainerID, args.IfName); err != nil && !os.IsNotExist(err) {
 		return types.NewError(types.ErrIOFailure, "cannot remove the endpoint record", err.Error())
 	}
 	return nil
@@ -484,7 +487,7 @@ func GC(args *skel.CmdArgs) error {
 		if l, err := netlink.LinkByName(r.HostVeth); err == nil {
 			netlink.LinkDel(l)
 		}
-		if err := removeRecord(conf.StateDir, r.ContainerID, r.IfName); err != nil {
+		if err := RemoveRecord(conf.StateDir, r.ContainerID, r.IfName); err != nil {
 			return err
 		}
 	}

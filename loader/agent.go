@@ -1,0 +1,264 @@
+package loader
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/loader/cni"
+)
+
+// AgentConfig says where a node agent finds its inputs.
+type AgentConfig struct {
+	Node      string // the node's name: its artifact is ARTIFACTS/NODE
+	Artifacts string // a compile output directory, replaced atomically by sluice compile
+	CNIState  string // the endpoint records written by sluice-cni
+	// Rescan is the period of a full rescan, for volumes whose changes
+	// inotify misses (network and projected volumes). Default 10s.
+	Rescan time.Duration
+	Log    *slog.Logger
+}
+
+// Agent keeps a node's datapath in step with its artifact and its
+// endpoints: it swaps in each new generation (see Switch) and attaches
+// and detaches endpoints as sluice-cni records come and go.
+type Agent struct {
+	cfg AgentConfig
+	sw  *Switch
+
+	mu        sync.Mutex
+	serving   [32]byte // sha256 of the serving manifest
+	refused   [32]byte // the last manifest refused, not retried until it changes
+	swaps     uint64
+	lastSwap  time.Duration
+	failures  map[string]uint64 // by reason
+	lastError string
+}
+
+// NewAgent creates the node's switch. Nothing is loaded until Sync or Run.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if cfg.Rescan == 0 {
+		cfg.Rescan = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	sw, err := NewSwitch()
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, sw: sw, failures: map[string]uint64{}}, nil
+}
+
+// Close detaches every endpoint and releases the datapath.
+func (a *Agent) Close() { a.sw.Close() }
+
+// Sync brings the datapath up to date: the node's artifact, then its
+// endpoints. It returns the first error, after doing what it could.
+func (a *Agent) Sync() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	errArt := a.syncArtifact()
+	errEp := a.syncEndpoints()
+	return errors.Join(errArt, errEp)
+}
+
+func (a *Agent) fail(reason string, err error) error {
+	a.failures[reason]++
+	a.lastError = err.Error()
+	a.cfg.Log.Error("swap refused; the serving generation stays", "reason", reason, "err", err)
+	return err
+}
+
+func (a *Agent) syncArtifact() error {
+	dir := filepath.Join(a.cfg.Artifacts, a.cfg.Node)
+	manifest, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing compiled for this node yet
+	}
+	if err != nil {
+		return a.fail("read", err)
+	}
+	sum := sha256.Sum256(manifest)
+	if sum == a.serving || sum == a.refused {
+		return nil
+	}
+	start := time.Now()
+	art, err := ReadArtifact(dir)
+	if err != nil {
+		// The writer replaces the whole output at once, so a checksum
+		// mismatch is a bad artifact, not a half-written one.
+		a.refused = sum
+		return a.fail("verify", err)
+	}
+	if err := a.sw.Swap(art); err != nil {
+		a.refused = sum
+		reason := "load"
+		if strings.Contains(err.Error(), "verifier") {
+			reason = "verifier"
+		}
+		return a.fail(reason, err)
+	}
+	a.serving, a.refused = sum, [32]byte{}
+	a.swaps++
+	a.lastSwap = time.Since(start)
+	a.cfg.Log.Info("generation swapped in", "dir", dir, "generation", a.sw.Generation, "took", a.lastSwap)
+	return nil
+}
+
+// endpointName is how a record names its endpoint in the artifact.
+func endpointName(r cni.Record) string {
+	if r.Namespace != "" && r.Pod != "" {
+		return r.Namespace + "/" + r.Pod
+	}
+	return "container/" + r.ContainerID
+}
+
+func (a *Agent) syncEndpoints() error {
+	if a.sw.gen == nil {
+		return nil // endpoints attach once a generation serves
+	}
+	recs, err := cni.ReadRecords(a.cfg.CNIState)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("endpoint records: %w", err)
+	}
+	want := map[string]int{}
+	for _, r := range recs {
+		want[endpointName(r)] = r.HostIfindex
+	}
+	var errs []error
+	for _, name := range a.sw.endpointNames() {
+		if _, ok := want[name]; !ok {
+			a.sw.Detach(name)
+			a.cfg.Log.Info("endpoint detached", "endpoint", name)
+		}
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if at, ok := a.sw.endpoints[name]; ok && at.ifindex == want[name] {
+			continue
+		}
+		if err := a.sw.Attach(name, want[name]); err != nil {
+			errs = append(errs, err)
+			a.cfg.Log.Error("endpoint not attached", "endpoint", name, "err", err)
+			continue
+		}
+		a.cfg.Log.Info("endpoint attached", "endpoint", name, "ifindex", want[name])
+	}
+	return errors.Join(errs...)
+}
+
+// Run syncs, then again on every change to the artifact or CNI state
+// directories (and every Rescan), until ctx ends. It leaves the datapath
+// as it is when it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	// sluice compile replaces the output directory itself (a rename), so
+	// watch its parent as well as the directory.
+	for _, d := range []string{filepath.Dir(filepath.Clean(a.cfg.Artifacts)), a.cfg.Artifacts, a.cfg.CNIState} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := w.Add(d); err != nil {
+			return fmt.Errorf("watch %s: %w", d, err)
+		}
+	}
+	a.Sync()
+	rescan := time.NewTicker(a.cfg.Rescan)
+	defer rescan.Stop()
+	// Events come in bursts (a rename, then files); a short quiet period
+	// folds a burst into one sync.
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-w.Events:
+			if filepath.Clean(ev.Name) == filepath.Clean(a.cfg.Artifacts) {
+				w.Remove(a.cfg.Artifacts)
+				w.Add(a.cfg.Artifacts) // the new directory under the old name
+			}
+			debounce = time.After(2 * time.Millisecond)
+		case err := <-w.Errors:
+			a.cfg.Log.Warn("watch", "err", err)
+		case <-debounce:
+			debounce = nil
+			a.Sync()
+		case <-rescan.C:
+			a.Sync()
+		}
+	}
+}
+
+// ServeHTTP answers /metrics (Prometheus text format) and /healthz (200
+// once a generation serves).
+func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch r.URL.Path {
+	case "/healthz":
+		if a.sw.gen == nil {
+			http.Error(w, "no generation serving: "+a.lastError, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	case "/metrics":
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprint(w, a.metrics())
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+var dropReasonNames = [bpf.DropReasons]string{bpf.DropMalformed: "malformed", bpf.DropDenied: "denied", bpf.DropDefault: "default_deny"}
+
+func (a *Agent) metrics() string {
+	var b strings.Builder
+	metric := func(name, help, typ string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	metric("sluice_generation", "Generations swapped in since the agent started.", "gauge")
+	fmt.Fprintf(&b, "sluice_generation %d\n", a.sw.Generation)
+	metric("sluice_swaps_total", "Swaps that took effect.", "counter")
+	fmt.Fprintf(&b, "sluice_swaps_total %d\n", a.swaps)
+	metric("sluice_swap_seconds", "Duration of the last swap, from reading the artifact to the flip.", "gauge")
+	fmt.Fprintf(&b, "sluice_swap_seconds %g\n", a.lastSwap.Seconds())
+	metric("sluice_swap_failures_total", "Swaps refused, by reason.", "counter")
+	reasons := make([]string, 0, len(a.failures))
+	for r := range a.failures {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(&b, "sluice_swap_failures_total{reason=%q} %d\n", r, a.failures[r])
+	}
+	metric("sluice_endpoints", "Endpoints attached.", "gauge")
+	fmt.Fprintf(&b, "sluice_endpoints %d\n", len(a.sw.endpoints))
+	if drops, err := a.sw.Drops(); err == nil {
+		metric("sluice_drops_total", "Packets dropped by the datapath, by reason.", "counter")
+		for r, n := range drops {
+			fmt.Fprintf(&b, "sluice_drops_total{reason=%q} %d\n", dropReasonNames[r], n)
+		}
+	}
+	return b.String()
+}
