@@ -25,6 +25,9 @@ type AgentConfig struct {
 	Node      string // the node's name: its artifact is ARTIFACTS/NODE
 	Artifacts string // a compile output directory, replaced atomically by sluice compile
 	CNIState  string // the endpoint records written by sluice-cni
+	// PinDir, on a bpf filesystem, holds the pinned maps and links that
+	// keep the datapath serving while no agent runs; "" pins nothing.
+	PinDir string
 	// Rescan is the period of a full rescan, for volumes whose changes
 	// inotify misses (network and projected volumes). Default 10s.
 	Rescan time.Duration
@@ -55,15 +58,21 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	sw, err := NewSwitch()
+	sw, err := NewSwitch(cfg.PinDir)
 	if err != nil {
 		return nil, err
+	}
+	if n := sw.Adopted(); n > 0 || sw.serving {
+		cfg.Log.Info("adopted the pinned datapath", "pins", cfg.PinDir, "endpoints", n)
 	}
 	return &Agent{cfg: cfg, sw: sw, failures: map[string]uint64{}}, nil
 }
 
-// Close detaches every endpoint and releases the datapath.
+// Close lets go of the datapath; what is pinned keeps serving.
 func (a *Agent) Close() { a.sw.Close() }
+
+// Uninstall removes everything the agent attached and pinned.
+func (a *Agent) Uninstall() error { return a.sw.Uninstall() }
 
 // Sync brings the datapath up to date: the node's artifact, then its
 // endpoints. It returns the first error, after doing what it could.
@@ -127,7 +136,7 @@ func endpointName(r cni.Record) string {
 }
 
 func (a *Agent) syncEndpoints() error {
-	if a.sw.gen == nil {
+	if !a.sw.serving {
 		return nil // endpoints attach once a generation serves
 	}
 	recs, err := cni.ReadRecords(a.cfg.CNIState)
@@ -217,7 +226,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer a.mu.Unlock()
 	switch r.URL.Path {
 	case "/healthz":
-		if a.sw.gen == nil {
+		if !a.sw.serving {
 			http.Error(w, "no generation serving: "+a.lastError, http.StatusServiceUnavailable)
 			return
 		}

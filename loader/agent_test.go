@@ -1,7 +1,10 @@
 package loader
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
@@ -35,10 +40,72 @@ func writeOutput(t *testing.T, dir, policy string) {
 	}
 }
 
-// The agent binary, run in the node namespace the way a DaemonSet runs it
-// on a host: it follows the artifact directory and the CNI records, swaps
+// mountBPFFS mounts a private bpf filesystem for the test's pins, leaving
+// the machine's /sys/fs/bpf alone.
+func mountBPFFS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount a bpf filesystem: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return filepath.Join(dir, "sluice")
+}
+
+// agentProc is the agent binary run in the node namespace, the way a
+// DaemonSet runs it on a host.
+type agentProc struct {
+	cmd    *exec.Cmd
+	exited chan error
+	logs   *strings.Builder
+}
+
+func startAgent(t *testing.T, pn *podNet, bin string, args ...string) *agentProc {
+	t.Helper()
+	p := &agentProc{cmd: exec.Command("ip", append([]string{"netns", "exec", pn.node, bin}, args...)...), exited: make(chan error, 1), logs: &strings.Builder{}}
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *agentProc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Errorf("the agent exited with %v after SIGTERM", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the agent did not exit within 5s of SIGTERM")
+	}
+}
+
+// replaceOutput swaps a prepared output directory in for dir in one
+// rename, as sluice compile does.
+func replaceOutput(t *testing.T, staged, dir string) {
+	t.Helper()
+	if err := unix.Renameat2(unix.AT_FDCWD, staged, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(staged)
+}
+
+// The agent follows the artifact directory and the CNI records, swaps
 // generations, refuses a bad one, attaches and detaches endpoints, and
-// reports it all on /metrics.
+// reports it all on /metrics. SIGTERM leaves the datapath serving from its
+// pins, with its connections; a new agent adopts it and converges to the
+// newest output; --uninstall removes it all.
 func TestAgent(t *testing.T) {
 	requireBPF(t)
 	requireIP(t)
@@ -46,6 +113,7 @@ func TestAgent(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluicenet/sluice/cmd/sluice-agent").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	pins := mountBPFFS(t)
 	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
 	work := t.TempDir()
 	artifacts, state := filepath.Join(work, "out"), filepath.Join(work, "cni")
@@ -57,24 +125,8 @@ func TestAgent(t *testing.T) {
 		}
 	}
 	writeOutput(t, artifacts, swapAllow)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", pn.node, bin, "--node", "cluster", "--artifacts", artifacts,
-		"--cni-state", state, "--listen", "127.0.0.1:9964", "--rescan", "200ms")
-	logs := &strings.Builder{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	}()
-	defer func() { cmd.Process.Kill(); <-exited }()
+	args := []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	agent := startAgent(t, pn, bin, args...)
 
 	get := func(path string) (int, string) {
 		// The client dials on its own goroutine, outside the namespace:
@@ -94,8 +146,7 @@ func TestAgent(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		code := resp.StatusCode
-		return code, string(body)
+		return resp.StatusCode, string(body)
 	}
 	waitFor := func(what string, ok func(metrics string) bool) time.Duration {
 		t.Helper()
@@ -110,62 +161,108 @@ func TestAgent(t *testing.T) {
 		t.Fatalf("waited 10s for %s; metrics:\n%s", what, m)
 		return 0
 	}
+	has := func(s string) func(string) bool { return func(m string) bool { return strings.Contains(m, s) } }
+	// verdict dials a -> b: "allowed", "refused" (allowed, no listener) or
+	// "dropped" (the datapath dropped the SYN).
+	verdict := func(port int) string {
+		c, err := pn.dial("a", "b", port)
+		switch {
+		case err == nil:
+			c.Close()
+			return "allowed"
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return "refused"
+		default:
+			return "dropped"
+		}
+	}
+	expect := func(when string, want map[int]string) {
+		t.Helper()
+		for port, v := range want {
+			if got := verdict(port); got != v {
+				t.Errorf("%s: a -> b:%d %s, want %s", when, port, got, v)
+			}
+		}
+	}
+
 	waitFor("the first generation and two endpoints", func(m string) bool {
-		return strings.Contains(m, "sluice_swaps_total 1\n") && strings.Contains(m, "sluice_endpoints 2\n")
+		return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m)
 	})
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
-	connects := func(port int) bool {
-		c, err := pn.dial("a", "b", port)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
-	if !connects(8080) || connects(9090) {
-		t.Fatal("the first generation does not enforce its policy: want a -> b:8080 allowed and :9090 denied")
-	}
+	expect("first generation", map[int]string{8080: "allowed", 9090: "dropped", 7070: "dropped"})
 
 	// A new compile output is swapped in.
 	writeOutput(t, artifacts, swapAllowMore)
-	took := waitFor("the second generation", func(m string) bool { return strings.Contains(m, "sluice_swaps_total 2\n") })
+	took := waitFor("the second generation", has("sluice_swaps_total 2\n"))
 	t.Logf("second generation serving %v after the output was replaced", took)
-	if !connects(9090) {
-		t.Error("a -> b:9090 denied after the swap to a policy that allows it")
-	}
+	expect("second generation", map[int]string{8080: "allowed", 9090: "allowed", 7070: "dropped"})
 
 	// A tampered output is refused; the serving generation stays.
-	writeOutput(t, artifacts, swapDeny)
-	maps, _ := filepath.Glob(filepath.Join(artifacts, "cluster", "maps", "*.bin"))
+	staged := filepath.Join(work, "staged")
+	writeOutput(t, staged, swapDeny)
+	maps, _ := filepath.Glob(filepath.Join(staged, "cluster", "maps", "*.bin"))
 	if len(maps) == 0 {
 		t.Fatal("no map images in the output")
 	}
-	if err := os.WriteFile(maps[0], []byte("tampered"), 0o644); err != nil {
+	os.WriteFile(maps[0], []byte("tampered"), 0o644)
+	replaceOutput(t, staged, artifacts)
+	waitFor("the tampered output to be refused", has(`sluice_swap_failures_total{reason="verify"} 1`))
+	expect("after a refused generation", map[int]string{9090: "allowed", 7070: "dropped"})
+
+	// SIGTERM: the datapath keeps enforcing, and a connection keeps going.
+	conn, err := pn.dial("a", "b", 8080)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the tampered output to be refused", func(m string) bool {
-		return strings.Contains(m, `sluice_swap_failures_total{reason="verify"} 1`)
+	defer conn.Close()
+	reader := bufio.NewReader(conn)
+	echo := func(msg string) error {
+		fmt.Fprintf(conn, "%s\n", msg)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, err := reader.ReadString('\n')
+		if err == nil && line != "b "+msg+"\n" {
+			err = fmt.Errorf("got %q", line)
+		}
+		return err
+	}
+	agent.stop(t)
+	if err := echo("after SIGTERM"); err != nil {
+		t.Errorf("the connection broke when the agent stopped: %v", err)
+	}
+	expect("with no agent running", map[int]string{9090: "allowed", 7070: "dropped"})
+
+	// A new agent adopts the pins and converges to the newest output: b
+	// isolated. New connections stop; the established one goes on.
+	writeOutput(t, artifacts, swapDeny)
+	agent = startAgent(t, pn, bin, args...)
+	waitFor("the restarted agent to swap in the newest output", func(m string) bool {
+		return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m)
 	})
-	if !connects(9090) {
-		t.Error("a refused generation changed what is enforced")
+	if !strings.Contains(agent.logs.String(), "adopted the pinned datapath") {
+		t.Error("the restarted agent did not say it adopted the pinned datapath")
+	}
+	expect("after the restart", map[int]string{8080: "dropped", 9090: "dropped"})
+	if err := echo("after the restart"); err != nil {
+		t.Errorf("the established connection broke across the restart: %v", err)
 	}
 
 	// A pod going away is detached.
 	if err := cni.RemoveRecord(state, "ctr-b", "eth0"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("b to be detached", func(m string) bool { return strings.Contains(m, "sluice_endpoints 1\n") })
+	waitFor("b to be detached", has("sluice_endpoints 1\n"))
+	agent.stop(t)
 
-	// SIGTERM ends the agent cleanly.
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Errorf("the agent exited with %v after SIGTERM", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("the agent did not exit within 5s of SIGTERM")
+	// --uninstall removes every attachment and pin.
+	un := startAgent(t, pn, bin, "--uninstall", "--bpffs", pins)
+	if err := <-un.exited; err != nil {
+		t.Fatalf("--uninstall: %v", err)
 	}
+	if _, err := os.Stat(pins); !os.IsNotExist(err) {
+		left, _ := os.ReadDir(pins)
+		t.Errorf("pins left after --uninstall: %v", left)
+	}
+	expect("after --uninstall", map[int]string{8080: "allowed", 7070: "refused"})
 }

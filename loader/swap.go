@@ -1,13 +1,18 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/bpf"
 )
@@ -31,10 +36,13 @@ const tcActShot = 2
 // map update, after which every packet on every endpoint runs the new
 // generation, and before which every packet runs the old one. See doc.go.
 type Switch struct {
+	pinDir    string               // where everything is pinned; "" for nothing
 	nodeState map[string]*ebpf.Map // conntrack and drops, by map name
 	progs     *ebpf.Map            // program array: key progKey(slot, dir, half)
 	active    *ebpf.Map            // array of one uint32: the serving half
 	half      uint32               // the serving half, as last written
+	serving   bool                 // a half serves (swapped in, or adopted from pins)
+	slots     *ebpf.Map            // endpoint name → slot and ifindex, so a restart can adopt
 	gen       *Datapath            // the serving generation; nil before the first Swap
 	endpoints map[string]*attachment
 	freeSlots []uint32
@@ -55,35 +63,166 @@ func progKey(slot uint32, dirIndex int, half uint32) uint32 {
 	return (slot*2+uint32(dirIndex))*2 + half
 }
 
-// NewSwitch creates the node-lifetime maps. Nothing is attached until
-// Attach, and nothing serves until the first Swap.
-func NewSwitch() (*Switch, error) {
-	s := &Switch{nodeState: map[string]*ebpf.Map{}, endpoints: map[string]*attachment{}}
+// NewSwitch creates the node-lifetime maps. With a pin directory (on a
+// bpf filesystem) it pins them and every endpoint's TCX links there, and
+// adopts what an earlier agent pinned: the serving generation, the
+// attachments and conntrack stay as they are, and the next Swap goes into
+// the idle half. Nothing serves until the first Swap, unless adopted.
+func NewSwitch(pinDir string) (*Switch, error) {
+	s := &Switch{pinDir: pinDir, nodeState: map[string]*ebpf.Map{}, endpoints: map[string]*attachment{}}
+	if pinDir != "" {
+		if err := checkBPFFS(pinDir); err != nil {
+			return nil, err
+		}
+	}
 	specs := []*ebpf.MapSpec{
 		{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize, ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)},
 		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
+		{Name: "sl_gen_progs", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: MaxEndpoints * 4},
+		{Name: "sl_gen_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
+		{Name: "sl_slots", Type: ebpf.Hash, KeySize: slotKeySize, ValueSize: 8, MaxEntries: MaxEndpoints},
 	}
+	adopted := 0
 	for _, spec := range specs {
-		m, err := ebpf.NewMap(spec)
+		m, found, err := s.openMap(spec)
 		if err != nil {
 			s.Close()
-			return nil, privilege(fmt.Errorf("create %s: %w", spec.Name, err))
+			return nil, err
 		}
-		s.nodeState[spec.Name] = m
+		if found {
+			adopted++
+		}
+		switch spec.Name {
+		case "sl_gen_progs":
+			s.progs = m
+		case "sl_gen_active":
+			s.active = m
+		case "sl_slots":
+			s.slots = m
+		default:
+			s.nodeState[spec.Name] = m
+		}
 	}
-	var err error
-	if s.progs, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sl_gen_progs", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: MaxEndpoints * 4}); err != nil {
-		s.Close()
-		return nil, privilege(fmt.Errorf("create the program array: %w", err))
-	}
-	if s.active, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sl_gen_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}); err != nil {
-		s.Close()
-		return nil, privilege(fmt.Errorf("create the generation word: %w", err))
+	used := map[uint32]bool{}
+	if adopted == len(specs) {
+		if err := s.adopt(used); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	for i := MaxEndpoints - 1; i >= 0; i-- {
-		s.freeSlots = append(s.freeSlots, uint32(i))
+		if !used[uint32(i)] {
+			s.freeSlots = append(s.freeSlots, uint32(i))
+		}
 	}
 	return s, nil
+}
+
+// slotKeySize bounds an endpoint name ("namespace/name": 63 + 1 + 253).
+const slotKeySize = 320
+
+func slotKey(endpoint string) []byte {
+	k := make([]byte, slotKeySize)
+	copy(k, endpoint)
+	return k
+}
+
+// openMap opens the pinned map of that name when there is one with the
+// same layout, else creates (and pins) it.
+func (s *Switch) openMap(spec *ebpf.MapSpec) (*ebpf.Map, bool, error) {
+	if s.pinDir != "" {
+		path := filepath.Join(s.pinDir, spec.Name)
+		if m, err := ebpf.LoadPinnedMap(path, nil); err == nil {
+			if err := spec.Compatible(m); err != nil {
+				m.Close()
+				return nil, false, fmt.Errorf("pinned map %s is not what this agent uses (%v); remove it with sluice-agent --uninstall", path, err)
+			}
+			return m, true, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, false, privilege(fmt.Errorf("open pinned %s: %w", path, err))
+		}
+	}
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, false, privilege(fmt.Errorf("create %s: %w", spec.Name, err))
+	}
+	if s.pinDir != "" {
+		if err := m.Pin(filepath.Join(s.pinDir, spec.Name)); err != nil {
+			m.Close()
+			return nil, false, fmt.Errorf("pin %s: %w", spec.Name, err)
+		}
+	}
+	return m, false, nil
+}
+
+// adopt takes over an earlier agent's endpoints from the slot map and the
+// pinned links, and the serving half from the generation word.
+func (s *Switch) adopt(used map[uint32]bool) error {
+	if err := s.active.Lookup(uint32(0), &s.half); err != nil {
+		return err
+	}
+	var key []byte
+	var val [8]byte
+	it := s.slots.Iterate()
+	var stale [][]byte
+	for it.Next(&key, &val) {
+		name := strings.TrimRight(string(key), "\x00")
+		at := &attachment{slot: binary.LittleEndian.Uint32(val[:4]), ifindex: int(binary.LittleEndian.Uint32(val[4:]))}
+		ok := true
+		for i := range directions {
+			l, err := link.LoadPinnedLink(s.linkPin(at.slot, i), nil)
+			if err != nil {
+				ok = false
+				break
+			}
+			at.links = append(at.links, l)
+		}
+		if !ok || at.slot >= MaxEndpoints {
+			for _, l := range at.links {
+				l.Unpin()
+				l.Close()
+			}
+			stale = append(stale, append([]byte(nil), key...))
+			continue
+		}
+		s.endpoints[name] = at
+		used[at.slot] = true
+		s.serving = true
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read the pinned endpoint slots: %w", err)
+	}
+	for _, k := range stale {
+		s.slots.Delete(k)
+	}
+	s.serving = s.serving || len(s.endpoints) == 0
+	return nil
+}
+
+func (s *Switch) linkPin(slot uint32, dirIndex int) string {
+	return filepath.Join(s.pinDir, fmt.Sprintf("link_%d_%s", slot, directions[dirIndex]))
+}
+
+// Adopted says how many endpoints the switch took over from pins.
+func (s *Switch) Adopted() int {
+	if s.gen != nil {
+		return 0
+	}
+	return len(s.endpoints)
+}
+
+func checkBPFFS(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("%s is not on a bpf filesystem; mount one (mount -t bpf bpf /sys/fs/bpf) or choose a directory under it", dir)
+	}
+	return nil
 }
 
 func privilege(err error) error {
@@ -104,7 +243,7 @@ func (s *Switch) Swap(a *Artifact) error {
 		return err
 	}
 	idle := 1 - s.half
-	if s.gen == nil {
+	if !s.serving {
 		idle = s.half
 	}
 	for _, name := range s.endpointNames() {
@@ -124,7 +263,7 @@ func (s *Switch) Swap(a *Artifact) error {
 	if s.gen != nil {
 		s.gen.Close()
 	}
-	s.gen, s.half = dp, idle
+	s.gen, s.half, s.serving = dp, idle, true
 	s.Generation++
 	return nil
 }
@@ -191,6 +330,17 @@ func (s *Switch) Attach(endpoint string, ifindex int) error {
 			return fail(fmt.Errorf("attach the %s dispatcher to ifindex %d: %w", directions[i], ifindex, err))
 		}
 		at.links = append(at.links, l)
+		if s.pinDir != "" {
+			if err := l.Pin(s.linkPin(at.slot, i)); err != nil {
+				return fail(fmt.Errorf("pin the %s link: %w", directions[i], err))
+			}
+		}
+	}
+	var val [8]byte
+	binary.LittleEndian.PutUint32(val[:4], at.slot)
+	binary.LittleEndian.PutUint32(val[4:], uint32(ifindex))
+	if err := s.slots.Put(slotKey(endpoint), val[:]); err != nil {
+		return fail(fmt.Errorf("record its slot: %w", err))
 	}
 	return nil
 }
@@ -233,6 +383,7 @@ func (s *Switch) Detach(endpoint string) {
 		return
 	}
 	for _, l := range at.links {
+		l.Unpin()
 		l.Close()
 	}
 	for _, d := range at.dispatchers {
@@ -243,6 +394,7 @@ func (s *Switch) Detach(endpoint string) {
 			s.progs.Delete(progKey(at.slot, i, half))
 		}
 	}
+	s.slots.Delete(slotKey(endpoint))
 	delete(s.endpoints, endpoint)
 	s.freeSlots = append(s.freeSlots, at.slot)
 }
@@ -252,15 +404,22 @@ func (s *Switch) Drops() ([bpf.DropReasons]uint64, error) {
 	return dropsOf(s.nodeState[bpf.MapDrops])
 }
 
-// Close detaches every endpoint and releases the kernel objects.
+// Close releases this process's hold on the datapath. What is pinned
+// (maps, links) stays in the kernel and keeps serving; without a pin
+// directory, closing detaches everything.
 func (s *Switch) Close() {
-	for _, n := range s.endpointNames() {
-		s.Detach(n)
+	for _, at := range s.endpoints {
+		for _, l := range at.links {
+			l.Close()
+		}
+		for _, d := range at.dispatchers {
+			d.Close()
+		}
 	}
 	if s.gen != nil {
 		s.gen.Close()
 	}
-	for _, m := range []*ebpf.Map{s.progs, s.active} {
+	for _, m := range []*ebpf.Map{s.progs, s.active, s.slots} {
 		if m != nil {
 			m.Close()
 		}
@@ -268,4 +427,25 @@ func (s *Switch) Close() {
 	for _, m := range s.nodeState {
 		m.Close()
 	}
+}
+
+// Uninstall detaches every endpoint and removes every pin of the switch,
+// then closes it: the node is left with nothing of ours.
+func (s *Switch) Uninstall() error {
+	for _, n := range s.endpointNames() {
+		s.Detach(n)
+	}
+	var errs []error
+	for _, m := range append([]*ebpf.Map{s.progs, s.active, s.slots}, s.nodeState[bpf.MapConntrack], s.nodeState[bpf.MapDrops]) {
+		if m != nil && s.pinDir != "" {
+			errs = append(errs, m.Unpin())
+		}
+	}
+	s.Close()
+	if s.pinDir != "" {
+		if err := os.Remove(s.pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

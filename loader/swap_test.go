@@ -81,7 +81,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	requireIP(t)
 	allow, allowMore, deny := swapArtifact(t, swapAllow), swapArtifact(t, swapAllowMore), swapArtifact(t, swapDeny)
 	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
-	sw, err := NewSwitch()
+	sw, err := NewSwitch("")
 	if err != nil {
 		t.Fatal(err)
 	}

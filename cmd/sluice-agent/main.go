@@ -1,8 +1,11 @@
 // Command sluice-agent is the node daemon: it keeps the node's datapath in
 // step with its compiled artifact and with the endpoints sluice-cni
 // records. The work is in package loader; this is flags and signals.
+// SIGTERM leaves the datapath serving from its pins; the next agent adopts
+// it.
 //
-//	sluice-agent --node NAME --artifacts DIR [--cni-state DIR] [--listen ADDR]
+//	sluice-agent --node NAME --artifacts DIR [--cni-state DIR] [--bpffs DIR] [--listen ADDR]
+//	sluice-agent --uninstall [--bpffs DIR]
 //	sluice-agent status [--listen ADDR]
 package main
 
@@ -35,14 +38,28 @@ func main() {
 	artifacts := fs.String("artifacts", "", "the compile output directory to follow")
 	state := fs.String("cni-state", cni.DefaultStateDir, "sluice-cni's endpoint records")
 	listen := fs.String("listen", defaultListen, "address for /metrics and /healthz")
+	pins := fs.String("bpffs", "/sys/fs/bpf/sluice", "directory on a bpf filesystem for the pinned maps and links that outlive the agent")
+	uninstall := fs.Bool("uninstall", false, "remove every attachment and pin the agent made, and exit")
 	rescan := fs.Duration("rescan", 10*time.Second, "period of a full rescan, for volumes that miss change events")
 	fs.Parse(os.Args[1:])
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if *uninstall {
+		agent, err := loader.NewAgent(loader.AgentConfig{PinDir: *pins, Log: log})
+		if err == nil {
+			err = agent.Uninstall()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-agent --uninstall:", err)
+			os.Exit(1)
+		}
+		log.Info("uninstalled", "bpffs", *pins)
+		return
+	}
 	if *node == "" || *artifacts == "" {
 		fmt.Fprintln(os.Stderr, "sluice-agent: --node and --artifacts are required")
 		os.Exit(2)
 	}
-	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, Rescan: *rescan, Log: log})
+	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, PinDir: *pins, Rescan: *rescan, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-agent:", err)
 		os.Exit(1)
