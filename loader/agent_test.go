@@ -128,63 +128,7 @@ func TestAgent(t *testing.T) {
 	args := []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
 	agent := startAgent(t, pn, bin, args...)
 
-	get := func(path string) (int, string) {
-		// The client dials on its own goroutine, outside the namespace:
-		// hand it a connection made inside.
-		var conn net.Conn
-		if err := InNetNS(pn.nsPath(pn.node), func() (err error) {
-			conn, err = net.DialTimeout("tcp", "127.0.0.1:9964", time.Second)
-			return err
-		}); err != nil {
-			return 0, err.Error()
-		}
-		c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
-		resp, err := c.Get("http://127.0.0.1:9964" + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	waitFor := func(what string, ok func(metrics string) bool) time.Duration {
-		t.Helper()
-		start := time.Now()
-		for time.Since(start) < 10*time.Second {
-			if _, m := get("/metrics"); ok(m) {
-				return time.Since(start)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		_, m := get("/metrics")
-		t.Fatalf("waited 10s for %s; metrics:\n%s", what, m)
-		return 0
-	}
-	has := func(s string) func(string) bool { return func(m string) bool { return strings.Contains(m, s) } }
-	// verdict dials a -> b: "allowed", "refused" (allowed, no listener) or
-	// "dropped" (the datapath dropped the SYN).
-	verdict := func(port int) string {
-		c, err := pn.dial("a", "b", port)
-		switch {
-		case err == nil:
-			c.Close()
-			return "allowed"
-		case errors.Is(err, syscall.ECONNREFUSED):
-			return "refused"
-		default:
-			return "dropped"
-		}
-	}
-	expect := func(when string, want map[int]string) {
-		t.Helper()
-		for port, v := range want {
-			if got := verdict(port); got != v {
-				t.Errorf("%s: a -> b:%d %s, want %s", when, port, got, v)
-			}
-		}
-	}
-
+	get, waitFor, has, expect := agentProbes(t, pn)
 	waitFor("the first generation and two endpoints", func(m string) bool {
 		return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m)
 	})
@@ -265,4 +209,123 @@ func TestAgent(t *testing.T) {
 		t.Errorf("pins left after --uninstall: %v", left)
 	}
 	expect("after --uninstall", map[int]string{8080: "allowed", 7070: "refused"})
+}
+
+// agentProbes returns probes of an agent in pn's node namespace: get
+// (an HTTP path), waitFor (a condition on /metrics), has (a /metrics
+// substring condition) and expect (a -> b verdicts by port: "allowed",
+// "refused" (allowed, no listener) or "dropped").
+func agentProbes(t *testing.T, pn *podNet) (get func(string) (int, string), waitFor func(string, func(string) bool) time.Duration,
+	has func(string) func(string) bool, expect func(string, map[int]string)) {
+	get = func(path string) (int, string) {
+		// The client dials on its own goroutine, outside the namespace:
+		// hand it a connection made inside.
+		var conn net.Conn
+		if err := InNetNS(pn.nsPath(pn.node), func() (err error) {
+			conn, err = net.DialTimeout("tcp", "127.0.0.1:9964", time.Second)
+			return err
+		}); err != nil {
+			return 0, err.Error()
+		}
+		c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+		resp, err := c.Get("http://127.0.0.1:9964" + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitFor = func(what string, ok func(metrics string) bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < 10*time.Second {
+			if _, m := get("/metrics"); ok(m) {
+				return time.Since(start)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		_, m := get("/metrics")
+		t.Fatalf("waited 10s for %s; metrics:\n%s", what, m)
+		return 0
+	}
+	has = func(s string) func(string) bool { return func(m string) bool { return strings.Contains(m, s) } }
+	// verdict dials a -> b: "allowed", "refused" (allowed, no listener) or
+	// "dropped" (the datapath dropped the SYN).
+	verdict := func(port int) string {
+		c, err := pn.dial("a", "b", port)
+		switch {
+		case err == nil:
+			c.Close()
+			return "allowed"
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return "refused"
+		default:
+			return "dropped"
+		}
+	}
+	expect = func(when string, want map[int]string) {
+		t.Helper()
+		for port, v := range want {
+			if got := verdict(port); got != v {
+				t.Errorf("%s: a -> b:%d %s, want %s", when, port, got, v)
+			}
+		}
+	}
+
+	return get, waitFor, has, expect
+}
+
+// kill -9 of the agent at points in the middle of swaps, then a restart:
+// the connection never stops, and each new agent converges to the newest
+// output.
+func TestAgentKilledMidSwap(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	bin := filepath.Join(t.TempDir(), "sluice-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluicenet/sluice/cmd/sluice-agent").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	pins := mountBPFFS(t)
+	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
+	work := t.TempDir()
+	artifacts, state := filepath.Join(work, "out"), filepath.Join(work, "cni")
+	os.MkdirAll(state, 0o755)
+	for _, name := range []string{"a", "b"} {
+		if err := cni.WriteRecord(state, cni.Record{ContainerID: "ctr-" + name, IfName: "eth0", HostIfindex: pn.ifindex(name),
+			IPs: []string{pn.pods[name]}, Namespace: "default", Pod: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeOutput(t, artifacts, swapAllow)
+	args := []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	_, waitFor, has, expect := agentProbes(t, pn)
+	agent := startAgent(t, pn, bin, args...)
+	waitFor("the first generation", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })
+
+	conn, err := pn.dial("a", "b", 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	reader := bufio.NewReader(conn)
+	for i := 0; i < 6; i++ {
+		policy, want := swapAllowMore, "allowed"
+		if i%2 == 1 {
+			policy, want = swapAllow, "dropped"
+		}
+		writeOutput(t, artifacts, policy)
+		time.Sleep(time.Duration(i*8) * time.Millisecond) // 0 to 40 ms into the swap
+		agent.cmd.Process.Kill()
+		<-agent.exited
+		fmt.Fprintf(conn, "kill %d\n", i)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if line, err := reader.ReadString('\n'); err != nil || line != fmt.Sprintf("b kill %d\n", i) {
+			t.Fatalf("the connection broke at kill -9 number %d: %q %v", i+1, line, err)
+		}
+		agent = startAgent(t, pn, bin, args...)
+		waitFor("the restarted agent to converge", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })
+		expect(fmt.Sprintf("after kill -9 number %d", i+1), map[int]string{8080: "allowed", 9090: want})
+	}
 }

@@ -177,7 +177,7 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 			}
 			at.links = append(at.links, l)
 		}
-		if !ok || at.slot >= MaxEndpoints {
+		if !ok || at.slot >= MaxEndpoints || used[at.slot] {
 			for _, l := range at.links {
 				l.Unpin()
 				l.Close()
@@ -194,6 +194,30 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 	}
 	for _, k := range stale {
 		s.slots.Delete(k)
+	}
+	// Links pinned by an agent that died before recording their slot (or
+	// after forgetting it) belong to no endpoint: detach them.
+	pins, _ := filepath.Glob(filepath.Join(s.pinDir, "link_*"))
+	for _, p := range pins {
+		var slot uint32
+		var dir string
+		if n, _ := fmt.Sscanf(filepath.Base(p), "link_%d_%s", &slot, &dir); n == 2 && used[slot] {
+			continue
+		}
+		if l, err := link.LoadPinnedLink(p, nil); err == nil {
+			l.Unpin()
+			l.Close()
+		} else {
+			os.Remove(p)
+		}
+	}
+	for slot := uint32(0); slot < MaxEndpoints; slot++ {
+		if !used[slot] {
+			for i := range directions {
+				s.progs.Delete(progKey(slot, i, 0))
+				s.progs.Delete(progKey(slot, i, 1))
+			}
+		}
 	}
 	s.serving = s.serving || len(s.endpoints) == 0
 	return nil
