@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,5 +248,80 @@ func TestSwapUnderLoad(t *testing.T) {
 	}
 	if drops, _ := sw.Drops(); drops == ([len(drops)]uint64{}) {
 		t.Error("no drops counted for the denied connection")
+	}
+}
+
+// Pods attached and detached between swaps leave nothing stale: the slot
+// map, the link pins and the program array hold exactly the attached
+// endpoints.
+func TestSwapEndpointChurn(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	pins := mountBPFFS(t)
+	pods := map[string]string{"a": "10.77.0.2", "b": "10.77.0.3", "c": "10.77.0.4", "d": "10.77.0.5"}
+	pn := newPodNet(t, pods)
+	idx := map[string]int{}
+	for name := range pods {
+		idx[name] = pn.ifindex(name)
+	}
+	gens := []*Artifact{swapArtifact(t, swapAllow), swapArtifact(t, swapAllowMore)}
+	sw, err := NewSwitch(pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Uninstall()
+	if err := sw.Swap(gens[0]); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c", "d"}
+	attached := map[string]bool{}
+	for i := 0; i < 42; i++ { // a and d end attached, b and c detached
+		name := names[(i*7)%4]
+		err := InNetNS(pn.nsPath(pn.node), func() error {
+			if attached[name] {
+				sw.Detach("default/" + name)
+				return nil
+			}
+			return sw.Attach("default/"+name, idx[name])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		attached[name] = !attached[name]
+		if err := sw.Swap(gens[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := 0
+	for _, on := range attached {
+		if on {
+			want++
+		}
+	}
+	if want == 0 || want == len(names) {
+		t.Fatalf("the churn left %d of %d attached; the test wants a mix", want, len(names))
+	}
+	var key []byte
+	var val [8]byte
+	slots := 0
+	for it := sw.slots.Iterate(); it.Next(&key, &val); {
+		slots++
+		name := strings.TrimPrefix(strings.TrimRight(string(key), "\x00"), "default/")
+		if !attached[name] {
+			t.Errorf("slot map holds detached %s", name)
+		}
+	}
+	pinned, _ := filepath.Glob(filepath.Join(pins, "link_*"))
+	programs := 0
+	for k := uint32(0); k < MaxEndpoints*4; k++ {
+		var id uint32
+		if sw.progs.Lookup(k, &id) == nil {
+			programs++
+		}
+	}
+	// Each attached endpoint: two links, and two programs in each half
+	// (the serving one and the previous generation's).
+	if slots != want || len(pinned) != 2*want || programs != 4*want {
+		t.Errorf("%d attached: %d slots, %d link pins, %d programs in the array; want %d, %d, %d", want, slots, len(pinned), programs, want, 2*want, 4*want)
 	}
 }
