@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"net/netip"
 	"time"
 
@@ -217,4 +218,59 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 			est/fl, verdict(est/fl <= 3), new1M/fl, verdict(new1M/fl <= 8), new1M/new1k, verdict(new1M/new1k <= 1.5))
 	}
 	return nil
+}
+
+// SwapBenchResult is the swap latency of one artifact: from reading the
+// artifact directory to the new generation serving.
+type SwapBenchResult struct {
+	Name           string
+	Programs       int
+	Median, Max    time.Duration
+	LoadOnlyMedian time.Duration // LoadArtifact alone, the floor a swap builds on
+}
+
+// BenchSwap swaps the artifact in dir into a Switch runs times (after a
+// first swap), and loads it alone as often, for the baseline.
+func BenchSwap(name, dir string, runs int) (SwapBenchResult, error) {
+	res := SwapBenchResult{Name: name}
+	sw, err := NewSwitch("")
+	if err != nil {
+		return res, err
+	}
+	defer sw.Close()
+	var swaps, loads []time.Duration
+	for i := 0; i <= runs; i++ {
+		start := time.Now()
+		a, err := ReadArtifact(dir)
+		if err != nil {
+			return res, err
+		}
+		if err := sw.Swap(a); err != nil {
+			return res, err
+		}
+		if i > 0 {
+			swaps = append(swaps, time.Since(start))
+		}
+		res.Programs = len(sw.gen.Programs)
+		start = time.Now()
+		dp, err := LoadArtifact(a)
+		if err != nil {
+			return res, err
+		}
+		loads = append(loads, time.Since(start))
+		dp.Close()
+	}
+	slices.Sort(swaps)
+	slices.Sort(loads)
+	res.Median, res.Max, res.LoadOnlyMedian = swaps[len(swaps)/2], swaps[len(swaps)-1], loads[len(loads)/2]
+	return res, nil
+}
+
+// PrintSwapBench prints the swap table.
+func PrintSwapBench(w io.Writer, rows []SwapBenchResult) {
+	fmt.Fprintln(w, "swap latency (read the artifact, load, fill the idle half, flip):")
+	fmt.Fprintf(w, "  %-52s %9s %10s %10s %12s\n", "artifact", "programs", "median", "max", "load alone")
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-52s %9d %10s %10s %12s\n", r.Name, r.Programs, r.Median.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.LoadOnlyMedian.Round(time.Millisecond))
+	}
 }

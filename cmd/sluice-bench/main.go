@@ -2,6 +2,8 @@
 // synthetic clusters at ¼, ½ and 1 × scale, compiles each three times with
 // `SLUICE compile -f IN -o OUT --stats FILE`, and prints wall time, peak RSS,
 // the compiler's statistics, growth ratios and the targets met or MISSED.
+// With root it adds the datapath table (BPF_PROG_TEST_RUN) and the swap
+// latency of the example's and the synthetic cluster's busiest node.
 // It exits non-zero when the compiler fails, not when a target is missed.
 //
 //	sluice-bench -sluice PATH [-work DIR] [-scale 1.0]
@@ -14,8 +16,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
 
+	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
+	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/loader"
 )
 
@@ -29,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scale := fs.Float64("scale", 1.0, "size of the largest cluster relative to the full benchmark cluster")
 	runs := fs.Int("runs", 3, "compiler runs per size (the median wall time is reported)")
 	quiet := fs.Bool("q", false, "do not print progress")
+	example := fs.String("example", "examples/seed", "the example `directory` whose busiest node the swap table measures")
+	swapRuns := fs.Int("swap", 5, "swaps per artifact for the swap latency table (0: skip it; needs root)")
 	datapath := fs.Int("datapath", 1000000, "BPF_PROG_TEST_RUN repeats for the datapath table (0: skip it; needs root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sluice-bench -sluice PATH [-work DIR] [-scale 1.0]")
@@ -64,5 +72,57 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if *swapRuns > 0 && os.Geteuid() == 0 {
+		fmt.Fprintln(stdout)
+		rows, err := benchSwaps(*work, *example, *scale, *swapRuns)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice-bench: swap: %v\n", err)
+			return 1
+		}
+		loader.PrintSwapBench(stdout, rows)
+	}
 	return 0
+}
+
+// benchSwaps measures swap latency for the bundled example's busiest node
+// and the synthetic cluster's.
+func benchSwaps(work, example string, scale float64, runs int) ([]loader.SwapBenchResult, error) {
+	tmp, err := os.MkdirTemp(work, "sluice-bench-swap-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	synthDir := filepath.Join(tmp, "synth")
+	if _, err := synth.Generate(synth.Full().Scale(scale), synthDir); err != nil {
+		return nil, err
+	}
+	var rows []loader.SwapBenchResult
+	for _, in := range []struct{ name, dir string }{{filepath.Base(example), example}, {fmt.Sprintf("synthetic (scale %g)", scale), synthDir}} {
+		_, cl, diags := compiler.Load([]string{in.dir}, nil, compiler.Options{})
+		if len(diags) > 0 {
+			return nil, diags.Err()
+		}
+		var mu sync.Mutex
+		var busiest *emit.Artifact
+		if _, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints {
+				busiest = &emit.Artifact{Node: a.Node, Files: append([]*emit.File(nil), a.Files...), Stats: a.Stats}
+			}
+			return nil
+		}}); err != nil {
+			return nil, err
+		}
+		out := filepath.Join(tmp, "out-"+filepath.Base(in.dir))
+		if err := loader.WriteArtifacts(out, []*emit.Artifact{busiest}, nil); err != nil {
+			return nil, err
+		}
+		r, err := loader.BenchSwap(fmt.Sprintf("%s, node %s (%d pods)", in.name, busiest.Node, busiest.Stats.Endpoints), filepath.Join(out, busiest.Node), runs)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
 }
