@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
