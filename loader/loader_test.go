@@ -77,7 +77,33 @@ func replaceFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// Bad artifacts are refused with a message that names the file and why.
+// swapRefused swaps a into a Switch serving the seed and returns the error;
+// the test fails if the bad generation replaced the serving one.
+func swapRefused(t *testing.T, bad *Artifact) error {
+	t.Helper()
+	good, err := ReadArtifact(writeSeed(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSwitch("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Swap(good); err != nil {
+		t.Fatal(err)
+	}
+	serving, half := sw.gen, sw.half
+	var word uint32
+	err = sw.Swap(bad)
+	if lerr := sw.active.Lookup(uint32(0), &word); lerr != nil || err != nil && (sw.gen != serving || sw.half != half || word != half || sw.Generation != 1) {
+		t.Errorf("a refused generation changed the serving one (word %d, half %d→%d, generation %d)", word, half, sw.half, sw.Generation)
+	}
+	return err
+}
+
+// Bad artifacts are refused with a message that names the file and why,
+// and a Switch keeps serving the generation it had.
 func TestBadArtifacts(t *testing.T) {
 	t.Run("tampered file", func(t *testing.T) {
 		dir := writeSeed(t)
@@ -120,7 +146,7 @@ func TestBadArtifacts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = LoadArtifact(a)
+		err = swapRefused(t, a)
 		if err == nil || !strings.Contains(err.Error(), "map ipcache: maps/ipcache.bin holds") || !strings.Contains(err.Error(), "truncated") {
 			t.Fatalf("got %v", err)
 		}
@@ -139,7 +165,7 @@ func TestBadArtifacts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = LoadArtifact(a)
+		err = swapRefused(t, a)
 		if err == nil || !strings.Contains(err.Error(), "map ipcache: maps/ipcache.bin holds 15 entries; the manifest says 15, with room for 4") {
 			t.Fatalf("got %v", err)
 		}
@@ -158,7 +184,7 @@ func TestBadArtifacts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = LoadArtifact(a)
+		err = swapRefused(t, a)
 		if err == nil || !strings.Contains(err.Error(), "map endpoints: key 8 and value 28 bytes") {
 			t.Fatalf("got %v", err)
 		}
