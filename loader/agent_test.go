@@ -18,8 +18,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sluicenet/sluice/compiler"
-	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/loader/cni"
 )
 
@@ -27,14 +25,7 @@ import (
 // does (the whole directory replaced at once).
 func writeOutput(t *testing.T, dir, policy string) {
 	t.Helper()
-	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(swapPods+policy), compiler.Options{})
-	if len(diags) > 0 {
-		t.Fatal(diags.Err())
-	}
-	out, err := emit.Build(cl, emit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, out := compileYAML(t, swapPods+policy)
 	if err := WriteArtifacts(dir, out.Artifacts, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -101,22 +92,21 @@ func replaceOutput(t *testing.T, staged, dir string) {
 	os.RemoveAll(staged)
 }
 
-// The agent follows the artifact directory and the CNI records, swaps
-// generations, refuses a bad one, attaches and detaches endpoints, and
-// reports it all on /metrics. SIGTERM leaves the datapath serving from its
-// pins, with its connections; a new agent adopts it and converges to the
-// newest output; --uninstall removes it all.
-func TestAgent(t *testing.T) {
+// agentSetup builds the agent, mounts a bpf filesystem, wires pods a and b,
+// records them as sluice-cni would, and writes a first output that allows
+// a to reach b on TCP 8080 and UDP 5000. It returns the agent's arguments.
+func agentSetup(t *testing.T) (bin string, pn *podNet, work, artifacts, state, pins string, args []string) {
+	t.Helper()
 	requireBPF(t)
 	requireIP(t)
-	bin := filepath.Join(t.TempDir(), "sluice-agent")
+	bin = filepath.Join(t.TempDir(), "sluice-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluicenet/sluice/cmd/sluice-agent").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	pins := mountBPFFS(t)
-	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
-	work := t.TempDir()
-	artifacts, state := filepath.Join(work, "out"), filepath.Join(work, "cni")
+	pins = mountBPFFS(t)
+	pn = newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
+	work = t.TempDir()
+	artifacts, state = filepath.Join(work, "out"), filepath.Join(work, "cni")
 	os.MkdirAll(state, 0o755)
 	for _, name := range []string{"a", "b"} {
 		if err := cni.WriteRecord(state, cni.Record{ContainerID: "ctr-" + name, IfName: "eth0", HostIfindex: pn.ifindex(name),
@@ -125,7 +115,17 @@ func TestAgent(t *testing.T) {
 		}
 	}
 	writeOutput(t, artifacts, swapAllow)
-	args := []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	args = []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	return
+}
+
+// The agent follows the artifact directory and the CNI records, swaps
+// generations, refuses a bad one, attaches and detaches endpoints, and
+// reports it all on /metrics. SIGTERM leaves the datapath serving from its
+// pins, with its connections; a new agent adopts it and converges to the
+// newest output; --uninstall removes it all.
+func TestAgent(t *testing.T) {
+	bin, pn, work, artifacts, state, pins, args := agentSetup(t)
 	agent := startAgent(t, pn, bin, args...)
 
 	get, waitFor, has, expect := agentProbes(t, pn)
@@ -281,25 +281,7 @@ func agentProbes(t *testing.T, pn *podNet) (get func(string) (int, string), wait
 // the connection never stops, and each new agent converges to the newest
 // output.
 func TestAgentKilledMidSwap(t *testing.T) {
-	requireBPF(t)
-	requireIP(t)
-	bin := filepath.Join(t.TempDir(), "sluice-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluicenet/sluice/cmd/sluice-agent").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	pins := mountBPFFS(t)
-	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
-	work := t.TempDir()
-	artifacts, state := filepath.Join(work, "out"), filepath.Join(work, "cni")
-	os.MkdirAll(state, 0o755)
-	for _, name := range []string{"a", "b"} {
-		if err := cni.WriteRecord(state, cni.Record{ContainerID: "ctr-" + name, IfName: "eth0", HostIfindex: pn.ifindex(name),
-			IPs: []string{pn.pods[name]}, Namespace: "default", Pod: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeOutput(t, artifacts, swapAllow)
-	args := []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	bin, pn, _, artifacts, _, _, args := agentSetup(t)
 	_, waitFor, has, expect := agentProbes(t, pn)
 	agent := startAgent(t, pn, bin, args...)
 	waitFor("the first generation", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/ir"
 )
 
 const swapPods = `apiVersion: v1
@@ -55,9 +56,10 @@ spec:
 `
 )
 
-func swapArtifact(t *testing.T, policy string) *Artifact {
+// compileYAML compiles a cluster given as YAML, in memory.
+func compileYAML(t *testing.T, yaml string) (*ir.Cluster, *emit.Output) {
 	t.Helper()
-	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(swapPods+policy), compiler.Options{})
+	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(yaml), compiler.Options{})
 	if len(diags) > 0 {
 		t.Fatal(diags.Err())
 	}
@@ -65,6 +67,12 @@ func swapArtifact(t *testing.T, policy string) *Artifact {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl, out
+}
+
+func swapArtifact(t *testing.T, policy string) *Artifact {
+	t.Helper()
+	_, out := compileYAML(t, swapPods+policy)
 	a, err := FromBuild(out.Artifacts[0])
 	if err != nil {
 		t.Fatal(err)

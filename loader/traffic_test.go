@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicenet/sluice/compiler"
-	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/ir"
 )
 
@@ -69,14 +67,7 @@ func ipCmd(t *testing.T, args ...string) {
 func TestTrafficThroughTCX(t *testing.T) {
 	requireBPF(t)
 	requireIP(t)
-	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(trafficCluster), compiler.Options{})
-	if len(diags) > 0 {
-		t.Fatal(diags.Err())
-	}
-	out, err := emit.Build(cl, emit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, out := compileYAML(t, trafficCluster)
 	a, err := FromBuild(out.Artifacts[0])
 	if err != nil {
 		t.Fatal(err)
