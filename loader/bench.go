@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -37,6 +38,8 @@ var DefaultDatapathBench = []DatapathBenchCase{
 	{"new world", 1000000, 10},
 	{"new", 1000, 100},
 	{"new", 1000, 10000},
+	{"established via switch", 1000, 10},
+	{"new via switch", 1000, 10},
 }
 
 var (
@@ -132,19 +135,31 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 		return err
 	}
 	fmt.Fprintf(w, "datapath: to-container, BPF_PROG_TEST_RUN, %d repeats, hot caches\n", repeat)
-	fmt.Fprintf(w, "  %-12s %10s %12s %10s %8s\n", "path", "ipcache", "policy/ep", "ns/packet", "x floor")
+	fmt.Fprintf(w, "  %-24s %10s %12s %10s %8s\n", "path", "ipcache", "policy/ep", "ns/packet", "x floor")
 	results := map[DatapathBenchCase]float64{}
 	for _, c := range cases {
 		var d time.Duration
 		if c.Path == "floor" {
 			d = floor
 		} else {
-			a := benchArtifact(c.IPCache, c.Policies, c.Path == "established")
+			established := strings.HasPrefix(c.Path, "established")
+			a := benchArtifact(c.IPCache, c.Policies, established)
 			dp, err := LoadArtifact(a)
 			if err != nil {
 				return err
 			}
 			prog := dp.Programs[bpf.ToContainer.String()]
+			if strings.HasSuffix(c.Path, "via switch") {
+				// What runs on an attached veth: the dispatcher, then a
+				// tail call into the serving half.
+				d, done, err := dispatchedBench(a)
+				if err != nil {
+					dp.Close()
+					return err
+				}
+				defer done()
+				prog = d
+			}
 			if c.Path == "new inline" {
 				// The same entries, compiled into the program.
 				var inline []emit.InlineEntry
@@ -175,7 +190,7 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 				prog = coll.Programs["p"]
 			}
 			want := uint32(bpf.TCXDrop)
-			if c.Path == "established" {
+			if established {
 				// The first packet is allowed and tracked; the rest hit
 				// conntrack.
 				want = bpf.TCXPass
@@ -201,7 +216,7 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 		}
 		ns := float64(d.Nanoseconds())
 		results[c] = ns
-		fmt.Fprintf(w, "  %-12s %10d %12d %10.1f %8.2f\n", c.Path, c.IPCache, c.Policies, ns, ns/float64(floor.Nanoseconds()))
+		fmt.Fprintf(w, "  %-24s %10d %12d %10.1f %8.2f\n", c.Path, c.IPCache, c.Policies, ns, ns/float64(floor.Nanoseconds()))
 	}
 	fl := float64(floor.Nanoseconds())
 	est := results[DatapathBenchCase{"established", 1000000, 10}]
@@ -218,6 +233,31 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 			est/fl, verdict(est/fl <= 3), new1M/fl, verdict(new1M/fl <= 8), new1M/new1k, verdict(new1M/new1k <= 1.5))
 	}
 	return nil
+}
+
+// dispatchedBench swaps a into a fresh Switch with one endpoint in slot 0
+// and returns that endpoint's to-container dispatcher.
+func dispatchedBench(a *Artifact) (*ebpf.Program, func(), error) {
+	sw, err := NewSwitch("")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sw.Swap(a); err != nil {
+		sw.Close()
+		return nil, nil, err
+	}
+	sw.endpoints["bench"] = &attachment{slot: 0}
+	if err := sw.fill(sw.gen, "bench", sw.half); err != nil {
+		sw.Close()
+		return nil, nil, err
+	}
+	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(0, 1, 0))})
+	if err != nil {
+		sw.Close()
+		return nil, nil, err
+	}
+	return d, func() { d.Close(); sw.Close() }, nil
 }
 
 // SwapBenchResult is the swap latency of one artifact: from reading the
