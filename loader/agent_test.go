@@ -135,6 +135,10 @@ func TestAgent(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
+	status, err := exec.Command("ip", "netns", "exec", pn.node, bin, "status", "--listen", "127.0.0.1:9964").CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "health: ok") || !strings.Contains(string(status), "sluice_endpoints 2") || strings.Contains(string(status), "# HELP") {
+		t.Errorf("sluice-agent status: %v\n%s", err, status)
+	}
 	expect("first generation", map[int]string{8080: "allowed", 9090: "dropped", 7070: "dropped"})
 
 	// A new compile output is swapped in.

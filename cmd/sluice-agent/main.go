@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -100,7 +102,13 @@ func status(args []string) int {
 		return 1
 	}
 	defer m.Body.Close()
-	io.Copy(os.Stdout, m.Body)
+	// The samples without the HELP and TYPE comments.
+	sc := bufio.NewScanner(m.Body)
+	for sc.Scan() {
+		if line := sc.Text(); !strings.HasPrefix(line, "#") {
+			fmt.Println(line)
+		}
+	}
 	if health.StatusCode != http.StatusOK {
 		return 1
 	}
