@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/loader/cni"
@@ -113,10 +114,14 @@ func (a *Agent) syncArtifact() error {
 		return a.fail("verify", err)
 	}
 	if err := a.sw.Swap(art); err != nil {
-		a.refused = sum
 		reason := "load"
 		if strings.Contains(err.Error(), "verifier") {
 			reason = "verifier"
+		}
+		if reason == "verifier" || !errors.Is(err, ErrPrivilege) && !errors.Is(err, unix.ENOMEM) {
+			// The artifact itself is at fault: wait for a new one. Other
+			// failures (memory, privilege) are retried at the next rescan.
+			a.refused = sum
 		}
 		return a.fail(reason, err)
 	}
