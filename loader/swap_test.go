@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/compiler"
@@ -337,5 +339,61 @@ func TestSwapEndpointChurn(t *testing.T) {
 	// (the serving one and the previous generation's).
 	if slots != want || len(pinned) != 2*want || programs != 4*want {
 		t.Errorf("%d attached: %d slots, %d link pins, %d programs in the array; want %d, %d, %d", want, slots, len(pinned), programs, want, 2*want, 4*want)
+	}
+}
+
+// What an agent that died half-way through an attach leaves — TCX links
+// pinned, the slot never recorded — is detached by the next adoption, and
+// recorded endpoints are adopted as they were.
+func TestAdoptRemovesHalfMadeAttachments(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	pins := mountBPFFS(t)
+	pn := newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
+	idxA, idxB := pn.ifindex("a"), pn.ifindex("b")
+	attached := func(ifindex int) (n int) {
+		InNetNS(pn.nsPath(pn.node), func() error {
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				if q, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: at}); err == nil {
+					n += len(q.Programs)
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	sw, err := NewSwitch(pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Swap(swapArtifact(t, swapAllow)); err != nil {
+		t.Fatal(err)
+	}
+	for name, idx := range map[string]int{"a": idxA, "b": idxB} {
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b's attach "crashed" before its slot was recorded.
+	if err := sw.slots.Delete(slotKey("default/b")); err != nil {
+		t.Fatal(err)
+	}
+	sw.Close()
+	if attached(idxA) != 2 || attached(idxB) != 2 {
+		t.Fatalf("after the agent let go: %d and %d programs attached, want 2 and 2 (pinned)", attached(idxA), attached(idxB))
+	}
+	sw, err = NewSwitch(pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Uninstall()
+	if got := sw.endpointNames(); len(got) != 1 || got[0] != "default/a" {
+		t.Errorf("adopted %v, want [default/a]", got)
+	}
+	if attached(idxA) != 2 || attached(idxB) != 0 {
+		t.Errorf("after adoption: %d and %d programs attached, want 2 and 0", attached(idxA), attached(idxB))
+	}
+	if pinned, _ := filepath.Glob(filepath.Join(pins, "link_*")); len(pinned) != 2 {
+		t.Errorf("link pins after adoption: %v", pinned)
 	}
 }
