@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +51,9 @@ type Agent struct {
 	lastSwap  time.Duration
 	failures  map[string]uint64 // by reason
 	lastError string
+	// unenforced lists the attached endpoints whose addresses the serving
+	// generation does not know: pods created after the compile.
+	unenforced []string
 }
 
 // NewAgent creates the node's switch. Nothing is loaded until Sync or Run.
@@ -149,9 +154,21 @@ func (a *Agent) syncEndpoints() error {
 		return fmt.Errorf("endpoint records: %w", err)
 	}
 	want := map[string]int{}
+	var unenforced []string
 	for _, r := range recs {
 		want[endpointName(r)] = r.HostIfindex
+		for _, ip := range r.IPs {
+			if addr, err := netip.ParseAddr(ip); err == nil && a.sw.gen != nil && !a.sw.Knows(addr) {
+				unenforced = append(unenforced, endpointName(r))
+				break
+			}
+		}
 	}
+	sort.Strings(unenforced)
+	if !slices.Equal(unenforced, a.unenforced) && len(unenforced) > 0 {
+		a.cfg.Log.Warn("pods the serving artifact does not know: their traffic is not enforced until a compile includes them", "endpoints", unenforced)
+	}
+	a.unenforced = unenforced
 	var errs []error
 	for _, name := range a.sw.endpointNames() {
 		if _, ok := want[name]; !ok {
@@ -268,6 +285,8 @@ func (a *Agent) metrics() string {
 	}
 	metric("sluice_endpoints", "Endpoints attached.", "gauge")
 	fmt.Fprintf(&b, "sluice_endpoints %d\n", len(a.sw.endpoints))
+	metric("sluice_endpoints_unenforced", "Endpoints whose addresses the serving artifact does not know (created after the compile): not enforced.", "gauge")
+	fmt.Fprintf(&b, "sluice_endpoints_unenforced %d\n", len(a.unenforced))
 	if drops, err := a.sw.Drops(); err == nil {
 		metric("sluice_drops_total", "Packets dropped by the datapath, by reason.", "counter")
 		for r, n := range drops {

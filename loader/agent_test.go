@@ -104,7 +104,8 @@ func agentSetup(t *testing.T) (bin string, pn *podNet, work, artifacts, state, p
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	pins = mountBPFFS(t)
-	pn = newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3"})
+	// c has a veth but no record yet, and is not in the manifests.
+	pn = newPodNet(t, map[string]string{"a": "10.77.0.2", "b": "10.77.0.3", "c": "10.77.0.4"})
 	work = t.TempDir()
 	artifacts, state = filepath.Join(work, "out"), filepath.Join(work, "cni")
 	os.MkdirAll(state, 0o755)
@@ -140,6 +141,25 @@ func TestAgent(t *testing.T) {
 		t.Errorf("sluice-agent status: %v\n%s", err, status)
 	}
 	expect("first generation", map[int]string{8080: "allowed", 9090: "dropped", 7070: "dropped"})
+
+	// A pod created after the compile is attached and reported as not
+	// enforced; a and b, which the artifact knows, are not.
+	waitFor("a and b known", has("sluice_endpoints_unenforced 0\n"))
+	recC := cni.Record{ContainerID: "ctr-c", IfName: "eth0", HostIfindex: pn.ifindex("c"), IPs: []string{pn.pods["c"]}, Namespace: "default", Pod: "c"}
+	start := time.Now()
+	if err := cni.WriteRecord(state, recC); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("c to be attached and reported unenforced", func(m string) bool {
+		return has("sluice_endpoints 3\n")(m) && has("sluice_endpoints_unenforced 1\n")(m)
+	})
+	t.Logf("a new pod attached %v after its record appeared", time.Since(start).Round(time.Millisecond))
+	if err := cni.RemoveRecord(state, "ctr-c", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("c to be detached", func(m string) bool {
+		return has("sluice_endpoints 2\n")(m) && has("sluice_endpoints_unenforced 0\n")(m)
+	})
 
 	// A new compile output is swapped in.
 	writeOutput(t, artifacts, swapAllowMore)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
 )
 
 // MaxEndpoints is how many endpoints a Switch serves at once.
@@ -46,6 +48,8 @@ type Switch struct {
 	gen       *Datapath            // the serving generation; nil before the first Swap
 	endpoints map[string]*attachment
 	freeSlots []uint32
+	known     map[netip.Addr]bool // the serving generation's endpoint addresses
+
 	// Generation counts the swaps that took effect.
 	Generation uint64
 }
@@ -288,9 +292,26 @@ func (s *Switch) Swap(a *Artifact) error {
 		s.gen.Close()
 	}
 	s.gen, s.half, s.serving = dp, idle, true
+	s.known = endpointAddrs(a)
 	s.Generation++
 	return nil
 }
+
+// endpointAddrs lists the addresses in an artifact's endpoints map image.
+func endpointAddrs(a *Artifact) map[netip.Addr]bool {
+	known := map[netip.Addr]bool{}
+	data := a.Files["maps/endpoints.bin"]
+	for off := 0; off+emit.EndpointKeySize+emit.EndpointValueSize <= len(data); off += emit.EndpointKeySize + emit.EndpointValueSize {
+		known[netip.AddrFrom4([4]byte(data[off:off+4]))] = true
+	}
+	return known
+}
+
+// Knows says whether the serving generation's datapath knows an address
+// as one of this node's endpoints. Traffic of an address it does not know
+// is not enforced (see bpf.lookupEndpoint) until a compile includes it.
+// Before the first swap (as after an adoption) it knows nothing.
+func (s *Switch) Knows(addr netip.Addr) bool { return s.known[addr] }
 
 func (s *Switch) fill(dp *Datapath, endpoint string, half uint32) error {
 	at := s.endpoints[endpoint]
