@@ -182,8 +182,12 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 			at.links = append(at.links, l)
 		}
 		if !ok || at.slot >= MaxEndpoints || used[at.slot] {
+			// Half-made: detach what there is. A slot claimed twice keeps
+			// its links for the endpoint that claimed it first.
 			for _, l := range at.links {
-				l.Unpin()
+				if !used[at.slot] {
+					l.Unpin()
+				}
 				l.Close()
 			}
 			stale = append(stale, append([]byte(nil), key...))
@@ -191,7 +195,6 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 		}
 		s.endpoints[name] = at
 		used[at.slot] = true
-		s.serving = true
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read the pinned endpoint slots: %w", err)
@@ -223,7 +226,9 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 			}
 		}
 	}
-	s.serving = s.serving || len(s.endpoints) == 0
+	// An earlier agent ran: the word names the half it served (or half 0,
+	// empty, had it never swapped); the next swap goes into the other.
+	s.serving = true
 	return nil
 }
 

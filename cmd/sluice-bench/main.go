@@ -107,7 +107,8 @@ func benchSwaps(work, example string, scale float64, runs int) ([]loader.SwapBen
 		if _, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
 			mu.Lock()
 			defer mu.Unlock()
-			if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints {
+			// The most endpoints; ties to the first name, so runs agree.
+			if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints || a.Stats.Endpoints == busiest.Stats.Endpoints && a.Node < busiest.Node {
 				busiest = &emit.Artifact{Node: a.Node, Files: append([]*emit.File(nil), a.Files...), Stats: a.Stats}
 			}
 			return nil
