@@ -2,7 +2,6 @@ package bpf_test
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/sluicenet/sluice/compiler/synth"
@@ -39,17 +38,7 @@ func TestFullSizeNodeVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := resolve(t, "", dir)
-	var mu sync.Mutex
-	var busiest *emit.Artifact
-	_, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints {
-			files := append([]*emit.File(nil), a.Files...)
-			busiest = &emit.Artifact{Node: a.Node, Files: files, Stats: a.Stats}
-		}
-		return nil
-	}})
+	busiest, err := emit.BuildBusiest(cl, emit.Options{NodeFiles: loader.Listings})
 	if err != nil {
 		t.Fatal(err)
 	}

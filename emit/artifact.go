@@ -488,3 +488,26 @@ func sizeOf(s MapSizes, name string) int {
 	}
 	return 0
 }
+
+// BuildBusiest builds every node's artifact and keeps only the busiest one
+// (the most endpoints; ties go to the first name, so runs agree), without
+// holding the others in memory: benchmarks and the full-size tests load it.
+func BuildBusiest(cl *ir.Cluster, opts Options) (*Artifact, error) {
+	var mu sync.Mutex
+	var busiest *Artifact
+	opts.Sink = func(a *Artifact) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints || a.Stats.Endpoints == busiest.Stats.Endpoints && a.Node < busiest.Node {
+			busiest = &Artifact{Node: a.Node, Files: append([]*File(nil), a.Files...), Stats: a.Stats}
+		}
+		return nil
+	}
+	if _, err := Build(cl, opts); err != nil {
+		return nil, err
+	}
+	if busiest == nil {
+		return nil, fmt.Errorf("the cluster has no node artifact")
+	}
+	return busiest, nil
+}

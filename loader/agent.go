@@ -68,8 +68,8 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := sw.Adopted(); n > 0 || sw.serving {
-		cfg.Log.Info("adopted the pinned datapath", "pins", cfg.PinDir, "endpoints", n)
+	if sw.serving { // only an adoption serves before the first swap
+		cfg.Log.Info("adopted the pinned datapath", "pins", cfg.PinDir, "endpoints", len(sw.endpoints))
 	}
 	return &Agent{cfg: cfg, sw: sw, failures: map[string]uint64{}}, nil
 }

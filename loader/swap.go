@@ -236,14 +236,6 @@ func (s *Switch) linkPin(slot uint32, dirIndex int) string {
 	return filepath.Join(s.pinDir, fmt.Sprintf("link_%d_%s", slot, directions[dirIndex]))
 }
 
-// Adopted says how many endpoints the switch took over from pins.
-func (s *Switch) Adopted() int {
-	if s.gen != nil {
-		return 0
-	}
-	return len(s.endpoints)
-}
-
 func checkBPFFS(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err

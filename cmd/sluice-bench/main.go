@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
@@ -102,17 +101,8 @@ func benchSwaps(work, example string, scale float64, runs int) ([]loader.SwapBen
 		if len(diags) > 0 {
 			return nil, diags.Err()
 		}
-		var mu sync.Mutex
-		var busiest *emit.Artifact
-		if _, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Sink: func(a *emit.Artifact) error {
-			mu.Lock()
-			defer mu.Unlock()
-			// The most endpoints; ties to the first name, so runs agree.
-			if busiest == nil || a.Stats.Endpoints > busiest.Stats.Endpoints || a.Stats.Endpoints == busiest.Stats.Endpoints && a.Node < busiest.Node {
-				busiest = &emit.Artifact{Node: a.Node, Files: append([]*emit.File(nil), a.Files...), Stats: a.Stats}
-			}
-			return nil
-		}}); err != nil {
+		busiest, err := emit.BuildBusiest(cl, emit.Options{NodeFiles: loader.Listings})
+		if err != nil {
 			return nil, err
 		}
 		out := filepath.Join(tmp, "out-"+filepath.Base(in.dir))
