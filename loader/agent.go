@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
@@ -119,13 +120,8 @@ func (a *Agent) syncArtifact() error {
 		return a.fail("verify", err)
 	}
 	if err := a.sw.Swap(art); err != nil {
-		reason := "load"
-		if strings.Contains(err.Error(), "verifier") {
-			reason = "verifier"
-		}
-		if reason == "verifier" || !errors.Is(err, ErrPrivilege) && !errors.Is(err, unix.ENOMEM) {
-			// The artifact itself is at fault: wait for a new one. Other
-			// failures (memory, privilege) are retried at the next rescan.
+		reason, artifactAtFault := swapRefusal(err)
+		if artifactAtFault {
 			a.refused = sum
 		}
 		return a.fail(reason, err)
@@ -135,6 +131,21 @@ func (a *Agent) syncArtifact() error {
 	a.lastSwap = time.Since(start)
 	a.cfg.Log.Info("generation swapped in", "dir", dir, "generation", a.sw.Generation, "took", a.lastSwap)
 	return nil
+}
+
+// swapRefusal names why a swap failed, and says whether the artifact is at
+// fault (wait for a new one) or the node (memory, privilege: retry at the
+// next rescan).
+func swapRefusal(err error) (reason string, artifactAtFault bool) {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.As(err, &ve):
+		return "verifier", true
+	case errors.Is(err, ErrPrivilege), errors.Is(err, unix.ENOMEM):
+		return "load", false
+	default:
+		return "load", true
+	}
 }
 
 // endpointName is how a record names its endpoint in the artifact.

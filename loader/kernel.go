@@ -178,7 +178,7 @@ func loadCollection(dir string, cs *ebpf.CollectionSpec, replace map[string]*ebp
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("%s: the kernel verifier rejected a program: %v", dir, ve)
+			return nil, fmt.Errorf("%s: the kernel verifier rejected a program: %w", dir, ve)
 		}
 		if isPermission(err) {
 			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)

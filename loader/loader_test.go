@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
@@ -202,5 +205,27 @@ func TestBadArtifacts(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "testdir: the kernel verifier rejected a program") {
 			t.Fatalf("got %v", err)
 		}
+		// The agent counts it as the artifact's fault, under "verifier".
+		if reason, final := swapRefusal(err); reason != "verifier" || !final {
+			t.Errorf("swapRefusal: %q, artifact at fault %v", reason, final)
+		}
 	})
+}
+
+// Failures of the node, not the artifact, are retried; the rest wait for a
+// new artifact.
+func TestSwapRefusal(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		reason string
+		final  bool
+	}{
+		{fmt.Errorf("load: %w", ErrPrivilege), "load", false},
+		{fmt.Errorf("create map: %w", unix.ENOMEM), "load", false},
+		{errors.New("map ipcache: truncated"), "load", true},
+	} {
+		if reason, final := swapRefusal(c.err); reason != c.reason || final != c.final {
+			t.Errorf("swapRefusal(%v) = %q, %v; want %q, %v", c.err, reason, final, c.reason, c.final)
+		}
+	}
 }
