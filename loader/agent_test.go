@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -333,5 +334,23 @@ func TestAgentKilledMidSwap(t *testing.T) {
 		agent = startAgent(t, pn, bin, args...)
 		waitFor("the restarted agent to converge", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })
 		expect(fmt.Sprintf("after kill -9 number %d", i+1), map[int]string{8080: "allowed", 9090: want})
+	}
+}
+
+// Before any generation serves, /healthz says so with a 503.
+func TestAgentHealthBeforeServing(t *testing.T) {
+	requireBPF(t)
+	a, err := NewAgent(AgentConfig{Node: "n", Artifacts: t.TempDir(), CNIState: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with nothing compiled for the node: %d, want 503", rec.Code)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,9 +14,11 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/ir"
@@ -395,5 +398,58 @@ func TestAdoptRemovesHalfMadeAttachments(t *testing.T) {
 	}
 	if pinned, _ := filepath.Glob(filepath.Join(pins, "link_*")); len(pinned) != 2 {
 		t.Errorf("link pins after adoption: %v", pinned)
+	}
+}
+
+// The dispatcher runs the serving half; with that entry empty it runs the
+// other half; with neither it drops rather than let a pod go unenforced.
+func TestDispatcherFallback(t *testing.T) {
+	requireBPF(t)
+	sw, err := NewSwitch("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Swap(swapArtifact(t, swapAllow)); err != nil {
+		t.Fatal(err)
+	}
+	ret := func(r uint32) *ebpf.Program {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, int32(r)), asm.Return()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(7, 1, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	pkt := bpf.Packet(netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.3"), 6, 40000, 8080, 0x02)
+	run := func() uint32 {
+		r, err := d.Run(&ebpf.RunOptions{Data: pkt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	serving, idle := progKey(7, 1, sw.half), progKey(7, 1, 1-sw.half)
+	if got := run(); got != tcActShot {
+		t.Errorf("no program in either half: %d, want TC_ACT_SHOT", got)
+	}
+	if err := sw.progs.Put(idle, ret(100)); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(); got != 100 {
+		t.Errorf("only the idle half filled: %d, want its program's 100", got)
+	}
+	if err := sw.progs.Put(serving, ret(200)); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(); got != 200 {
+		t.Errorf("both halves filled: %d, want the serving half's 200", got)
 	}
 }
