@@ -239,8 +239,10 @@ func (v RevNatValue) put(b []byte) {
 	be.PutUint16(b[4:], v.Port)
 }
 
-// Image is a map's contents: fixed-size records, key then value, sorted by
-// key bytes. This is the format of maps/NAME.bin.
+// Image is a map's contents: fixed-size records, key then value, in a
+// deterministic order (sorted by the entries' fields, which for LPM keys,
+// led by the prefix length, is not key-byte order). This is the format of
+// maps/NAME.bin.
 type Image struct {
 	Spec MapSpec
 	Data []byte

@@ -35,7 +35,9 @@ type AgentConfig struct {
 	// Rescan is the period of a full rescan, for volumes whose changes
 	// inotify misses (network and projected volumes). Default 10s.
 	Rescan time.Duration
-	Log    *slog.Logger
+	// FullSwaps builds every generation from scratch (see Switch.FullSwaps).
+	FullSwaps bool
+	Log       *slog.Logger
 }
 
 // Agent keeps a node's datapath in step with its artifact and its
@@ -46,9 +48,9 @@ type Agent struct {
 	sw  *Switch
 
 	mu        sync.Mutex
-	serving   [32]byte // sha256 of the serving manifest
-	refused   [32]byte // the last manifest refused, not retried until it changes
-	swaps     uint64
+	serving   [32]byte          // sha256 of the serving manifest
+	refused   [32]byte          // the last manifest refused, not retried until it changes
+	swaps     map[string]uint64 // by kind: full, incremental
 	lastSwap  time.Duration
 	failures  map[string]uint64 // by reason
 	lastError string
@@ -69,10 +71,11 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	sw.FullSwaps = cfg.FullSwaps
 	if sw.serving { // only an adoption serves before the first swap
 		cfg.Log.Info("adopted the pinned datapath", "pins", cfg.PinDir, "endpoints", len(sw.endpoints))
 	}
-	return &Agent{cfg: cfg, sw: sw, failures: map[string]uint64{}}, nil
+	return &Agent{cfg: cfg, sw: sw, failures: map[string]uint64{}, swaps: map[string]uint64{}}, nil
 }
 
 // Close lets go of the datapath; what is pinned keeps serving.
@@ -127,9 +130,19 @@ func (a *Agent) syncArtifact() error {
 		return a.fail(reason, err)
 	}
 	a.serving, a.refused = sum, [32]byte{}
-	a.swaps++
+	info := a.sw.LastSwap
+	kind := "full"
+	if info.Incremental {
+		kind = "incremental"
+	}
+	a.swaps[kind]++
 	a.lastSwap = time.Since(start)
-	a.cfg.Log.Info("generation swapped in", "dir", dir, "generation", a.sw.Generation, "took", a.lastSwap)
+	attrs := []any{"dir", dir, "generation", a.sw.Generation, "took", a.lastSwap, "kind", kind,
+		"programs_loaded", info.ProgramsLoaded, "programs_kept", info.ProgramsKept, "entries_written", info.MapWrites, "entries_deleted", info.MapDeletes}
+	if info.Fallback != "" {
+		attrs = append(attrs, "not_incremental_because", info.Fallback)
+	}
+	a.cfg.Log.Info("generation swapped in", attrs...)
 	return nil
 }
 
@@ -281,8 +294,10 @@ func (a *Agent) metrics() string {
 	}
 	metric("sluice_generation", "Generations swapped in since the agent started.", "gauge")
 	fmt.Fprintf(&b, "sluice_generation %d\n", a.sw.Generation)
-	metric("sluice_swaps_total", "Swaps that took effect.", "counter")
-	fmt.Fprintf(&b, "sluice_swaps_total %d\n", a.swaps)
+	metric("sluice_swaps_total", "Swaps that took effect, by kind: incremental (the idle half's generation rewritten entry by entry) or full.", "counter")
+	for _, kind := range []string{"full", "incremental"} {
+		fmt.Fprintf(&b, "sluice_swaps_total{kind=%q} %d\n", kind, a.swaps[kind])
+	}
 	metric("sluice_swap_seconds", "Duration of the last swap, from reading the artifact to the flip.", "gauge")
 	fmt.Fprintf(&b, "sluice_swap_seconds %g\n", a.lastSwap.Seconds())
 	metric("sluice_swap_failures_total", "Swaps refused, by reason.", "counter")

@@ -132,7 +132,7 @@ func TestAgent(t *testing.T) {
 
 	get, waitFor, has, expect := agentProbes(t, pn)
 	waitFor("the first generation and two endpoints", func(m string) bool {
-		return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m)
+		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
 	})
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
@@ -164,9 +164,16 @@ func TestAgent(t *testing.T) {
 
 	// A new compile output is swapped in.
 	writeOutput(t, artifacts, swapAllowMore)
-	took := waitFor("the second generation", has("sluice_swaps_total 2\n"))
+	took := waitFor("the second generation", has(`sluice_swaps_total{kind="full"} 2`+"\n"))
 	t.Logf("second generation serving %v after the output was replaced", took)
 	expect("second generation", map[int]string{8080: "allowed", 9090: "allowed", 7070: "dropped"})
+
+	// The third rewrites the first, which the idle half holds. 7070 is
+	// now let through to b, where nothing listens: refused, not dropped.
+	writeOutput(t, artifacts, swapAllowMore+"    - {port: 7070}\n")
+	took = waitFor("the third generation, incremental", has(`sluice_swaps_total{kind="incremental"} 1`+"\n"))
+	t.Logf("third generation serving %v after the output was replaced", took)
+	expect("third generation", map[int]string{8080: "allowed", 9090: "allowed", 7070: "refused"})
 
 	// A tampered output is refused; the serving generation stays.
 	staged := filepath.Join(work, "staged")
@@ -178,7 +185,7 @@ func TestAgent(t *testing.T) {
 	os.WriteFile(maps[0], []byte("tampered"), 0o644)
 	replaceOutput(t, staged, artifacts)
 	waitFor("the tampered output to be refused", has(`sluice_swap_failures_total{reason="verify"} 1`))
-	expect("after a refused generation", map[int]string{9090: "allowed", 7070: "dropped"})
+	expect("after a refused generation", map[int]string{9090: "allowed", 7070: "refused"})
 
 	// SIGTERM: the datapath keeps enforcing, and a connection keeps going.
 	conn, err := pn.dial("a", "b", 8080)
@@ -200,14 +207,14 @@ func TestAgent(t *testing.T) {
 	if err := echo("after SIGTERM"); err != nil {
 		t.Errorf("the connection broke when the agent stopped: %v", err)
 	}
-	expect("with no agent running", map[int]string{9090: "allowed", 7070: "dropped"})
+	expect("with no agent running", map[int]string{9090: "allowed", 7070: "refused"})
 
 	// A new agent adopts the pins and converges to the newest output: b
 	// isolated. New connections stop; the established one goes on.
 	writeOutput(t, artifacts, swapDeny)
 	agent = startAgent(t, pn, bin, args...)
 	waitFor("the restarted agent to swap in the newest output", func(m string) bool {
-		return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m)
+		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
 	})
 	if !strings.Contains(agent.logs.String(), "adopted the pinned datapath") {
 		t.Error("the restarted agent did not say it adopted the pinned datapath")
@@ -309,7 +316,9 @@ func TestAgentKilledMidSwap(t *testing.T) {
 	bin, pn, _, artifacts, _, _, args := agentSetup(t)
 	_, waitFor, has, expect := agentProbes(t, pn)
 	agent := startAgent(t, pn, bin, args...)
-	waitFor("the first generation", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })
+	waitFor("the first generation", func(m string) bool {
+		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
+	})
 
 	conn, err := pn.dial("a", "b", 8080)
 	if err != nil {
@@ -332,7 +341,9 @@ func TestAgentKilledMidSwap(t *testing.T) {
 			t.Fatalf("the connection broke at kill -9 number %d: %q %v", i+1, line, err)
 		}
 		agent = startAgent(t, pn, bin, args...)
-		waitFor("the restarted agent to converge", func(m string) bool { return has("sluice_swaps_total 1\n")(m) && has("sluice_endpoints 2\n")(m) })
+		waitFor("the restarted agent to converge", func(m string) bool {
+			return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
+		})
 		expect(fmt.Sprintf("after kill -9 number %d", i+1), map[int]string{8080: "allowed", 9090: want})
 	}
 }

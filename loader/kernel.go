@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ type Datapath struct {
 	Specs    map[string]*ebpf.ProgramSpec
 	// EndpointPolicy is each endpoint's own policy number ("ns/name").
 	EndpointPolicy map[string]uint32
+
+	fingerprints map[string]string // per program, as in genPlan
+	images       map[string][]byte // per map, the image its contents equal
 }
 
 // ProgramFor returns the program to attach for an endpoint: its policy's
@@ -105,9 +109,59 @@ func LoadArtifact(a *Artifact) (*Datapath, error) {
 // counters) passed in rather than created, so that they outlive the
 // generation.
 func loadArtifact(a *Artifact, nodeState map[string]*ebpf.Map) (*Datapath, error) {
+	p, err := planArtifact(a)
+	if err != nil {
+		return nil, err
+	}
+	return p.load(nodeState)
+}
+
+// genPlan is an artifact's generation checked and described as specs,
+// before any syscall: what a full load creates, and what an incremental
+// update compares with the generation it rewrites.
+type genPlan struct {
+	dir            string
+	spec           *ebpf.CollectionSpec
+	endpointPolicy map[string]uint32
+	// fingerprints says what each program's code is made of (its
+	// direction, the datapath features and its inline policy entries):
+	// two programs with the same fingerprint are the same code.
+	fingerprints map[string]string
+	// generate makes the instructions of programs whose spec has none yet.
+	generate map[string]func() asm.Instructions
+	images   map[string][]byte // each map's image, by map name
+}
+
+// instructions generates the instructions of the named programs.
+func (p *genPlan) instructions(names map[string]*ebpf.ProgramSpec) {
+	for name, spec := range names {
+		if spec.Instructions == nil {
+			spec.Instructions = p.generate[name]()
+		}
+	}
+}
+
+func inlineFingerprint(dir bpf.Direction, f bpf.Features, entries []emit.InlineEntry) string {
+	b := fmt.Appendf(nil, "%s %+v", dir, f)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint32(b, e.Class)
+		b = append(b, e.Dir, e.Proto, e.Action)
+		b = binary.LittleEndian.AppendUint16(b, e.Port)
+		b = binary.LittleEndian.AppendUint32(b, e.Bits)
+		b = binary.LittleEndian.AppendUint32(b, e.Rule)
+	}
+	return string(b)
+}
+
+func planArtifact(a *Artifact) (*genPlan, error) {
 	features := FeaturesOf(a.Manifest)
-	cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)}
-	endpointPolicy := map[string]uint32{}
+	p := &genPlan{dir: a.Dir, spec: &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)},
+		endpointPolicy: map[string]uint32{}, fingerprints: map[string]string{}, images: map[string][]byte{},
+		generate: map[string]func() asm.Instructions{}}
+	for name := range p.spec.Programs {
+		p.fingerprints[name] = fmt.Sprintf("%s %+v", name, features)
+	}
+	cs := p.spec
 	if nj, ok := a.Files["node.json"]; ok {
 		var ns emit.NodeSummary
 		if err := json.Unmarshal(nj, &ns); err != nil {
@@ -119,7 +173,7 @@ func loadArtifact(a *Artifact, nodeState map[string]*ebpf.Map) (*Datapath, error
 				continue
 			}
 			for _, e := range g.Endpoints {
-				endpointPolicy[e] = g.Policy
+				p.endpointPolicy[e] = g.Policy
 			}
 			if g.Lookup != "inline" {
 				continue
@@ -129,8 +183,12 @@ func loadArtifact(a *Artifact, nodeState map[string]*ebpf.Map) (*Datapath, error
 				if dir == bpf.FromContainer {
 					short = "out"
 				}
-				cs.Programs[groupProgram(dir, g.Policy)] = &ebpf.ProgramSpec{Name: fmt.Sprintf("pol_%s_%d", short, g.Policy), Type: ebpf.SchedCLS,
-					License: "Dual BSD/GPL", Instructions: bpf.PolicyProgramFor(dir, nonNil(inline[g.Policy]), features)}
+				name, entries := groupProgram(dir, g.Policy), nonNil(inline[g.Policy])
+				// Instructions are generated in load (or by update, for
+				// the programs it loads): most are unchanged and kept.
+				cs.Programs[name] = &ebpf.ProgramSpec{Name: fmt.Sprintf("pol_%s_%d", short, g.Policy), Type: ebpf.SchedCLS, License: "Dual BSD/GPL"}
+				p.generate[name] = func() asm.Instructions { return bpf.PolicyProgramFor(dir, entries, features) }
+				p.fingerprints[name] = inlineFingerprint(dir, features, entries)
 			}
 		}
 	}
@@ -153,23 +211,36 @@ func loadArtifact(a *Artifact, nodeState map[string]*ebpf.Map) (*Datapath, error
 		if want, ok := expectedLayout[m.Name]; ok && (want[0] != m.KeySize || want[1] != m.ValueSize || want[2] != int(typ)) {
 			return nil, fmt.Errorf("%s: map %s: key %d and value %d bytes (%s); this sluice's datapath reads %d and %d (%s)", a.Dir, m.Name, m.KeySize, m.ValueSize, typ, want[0], want[1], ebpf.MapType(want[2]))
 		}
-		spec := &ebpf.MapSpec{Name: m.Name, Type: typ, KeySize: uint32(m.KeySize), ValueSize: uint32(m.ValueSize),
+		// Contents are filled in load: an incremental update writes only
+		// the entries that changed.
+		cs.Maps[m.Name] = &ebpf.MapSpec{Name: m.Name, Type: typ, KeySize: uint32(m.KeySize), ValueSize: uint32(m.ValueSize),
 			MaxEntries: uint32(max(m.MaxEntries, 1)), Flags: m.Flags}
-		for off := 0; off < len(data); off += rec {
-			spec.Contents = append(spec.Contents, ebpf.MapKV{Key: data[off : off+m.KeySize], Value: data[off+m.KeySize : off+rec]})
-		}
-		cs.Maps[m.Name] = spec
+		p.images[m.Name] = data
 	}
 	// Conntrack is node state: a fresh map here; the agent keeps its own
 	// across generations.
 	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
-	dp, err := loadCollection(a.Dir, cs, nodeState)
+	return p, nil
+}
+
+// load creates the plan's maps, fills them, and loads its programs.
+func (p *genPlan) load(nodeState map[string]*ebpf.Map) (*Datapath, error) {
+	for name, data := range p.images {
+		spec := p.spec.Maps[name]
+		ks, rec := int(spec.KeySize), int(spec.KeySize+spec.ValueSize)
+		spec.Contents = make([]ebpf.MapKV, 0, len(data)/rec)
+		for off := 0; off < len(data); off += rec {
+			spec.Contents = append(spec.Contents, ebpf.MapKV{Key: data[off : off+ks], Value: data[off+ks : off+rec]})
+		}
+	}
+	p.instructions(p.spec.Programs)
+	dp, err := loadCollection(p.dir, p.spec, nodeState)
 	if err != nil {
 		return nil, err
 	}
-	dp.EndpointPolicy = endpointPolicy
+	dp.EndpointPolicy, dp.fingerprints, dp.images = p.endpointPolicy, p.fingerprints, p.images
 	return dp, nil
 }
 

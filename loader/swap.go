@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -46,17 +47,26 @@ type Switch struct {
 	serving   bool                 // a half serves (swapped in, or adopted from pins)
 	slots     *ebpf.Map            // endpoint name → slot and ifindex, so a restart can adopt
 	gen       *Datapath            // the serving generation; nil before the first Swap
+	idleGen   *Datapath            // the generation the idle half holds, to rewrite; nil for none
+	barrier   *rcuBarrier
+	settled   chan error // the RCU barrier started after the last flip; nil once waited for
 	endpoints map[string]*attachment
 	freeSlots []uint32
 	known     map[netip.Addr]bool // the serving generation's endpoint addresses
 
 	// Generation counts the swaps that took effect.
 	Generation uint64
+	// LastSwap describes the last swap that took effect.
+	LastSwap SwapInfo
+	// FullSwaps makes every swap build its generation from scratch rather
+	// than rewrite the idle half's (for benchmarks and troubleshooting).
+	FullSwaps bool
 }
 
 type attachment struct {
 	slot        uint32
 	ifindex     int
+	installed   [2][2]*ebpf.Program // by half and direction: what fill last put in the program array
 	dispatchers []*ebpf.Program
 	links       []link.Link
 }
@@ -106,6 +116,11 @@ func NewSwitch(pinDir string) (*Switch, error) {
 		default:
 			s.nodeState[spec.Name] = m
 		}
+	}
+	var err error
+	if s.barrier, err = newRCUBarrier(); err != nil {
+		s.Close()
+		return nil, err
 	}
 	used := map[uint32]bool{}
 	if adopted == len(specs) {
@@ -257,19 +272,43 @@ func privilege(err error) error {
 	return err
 }
 
-// Swap makes a verified artifact the serving generation. It loads the
-// artifact's maps and programs (through the verifier) beside the serving
-// generation, fills the idle half of the program array for every attached
-// endpoint, and flips the generation word. On any error the serving
-// generation is untouched.
+// Swap makes a verified artifact the serving generation. It builds the
+// generation in the idle half — incrementally, by rewriting the generation
+// the idle half last held where it can (see update), else in full — fills
+// the idle half of the program array for every attached endpoint, and
+// flips the generation word. On any error the serving generation is
+// untouched. LastSwap says how it went.
 func (s *Switch) Swap(a *Artifact) error {
-	dp, err := loadArtifact(a, s.nodeState)
+	start := time.Now()
+	p, err := planArtifact(a)
 	if err != nil {
 		return err
 	}
 	idle := 1 - s.half
 	if !s.serving {
 		idle = s.half
+	}
+	var dp *Datapath
+	var info SwapInfo
+	if s.idleGen != nil && !s.FullSwaps && s.settle() == nil {
+		var dirty bool
+		dp, info, dirty, err = s.update(s.idleGen, p)
+		switch {
+		case err == nil:
+			s.idleGen = nil // its maps and programs are dp's now
+		case dirty:
+			s.idleGen.Close()
+			s.idleGen = nil
+			fallthrough
+		default:
+			info = SwapInfo{Fallback: err.Error()}
+		}
+	}
+	if dp == nil {
+		if dp, err = p.load(s.nodeState); err != nil {
+			return err
+		}
+		info.ProgramsLoaded = len(dp.Programs)
 	}
 	for _, name := range s.endpointNames() {
 		if err := s.fill(dp, name, idle); err != nil {
@@ -281,17 +320,37 @@ func (s *Switch) Swap(a *Artifact) error {
 		dp.Close()
 		return fmt.Errorf("flip the generation word: %w", err)
 	}
-	// The old generation's programs stay in their half until the next
-	// swap overwrites them: a packet that read the word just before the
-	// flip still finds a program. The kernel keeps them alive through the
-	// program array; our file descriptors can go.
-	if s.gen != nil {
-		s.gen.Close()
+	// The old generation's programs stay in their half: a packet that read
+	// the word just before the flip still finds a program, and the next
+	// swap rewrites that generation (after an RCU barrier) rather than
+	// building one from scratch. A generation the idle half held before
+	// this full build is no longer referenced by any program array entry.
+	if s.idleGen != nil {
+		s.idleGen.Close()
 	}
-	s.gen, s.half, s.serving = dp, idle, true
+	s.idleGen, s.gen, s.half, s.serving = s.gen, dp, idle, true
+	// Packets that read the word before the flip may still be running in
+	// the now idle half: wait them out off the swap's path, and before the
+	// next swap rewrites that half (settle).
+	done := make(chan error, 1)
+	s.settled = done
+	go func() { done <- s.barrier.wait() }()
 	s.known = endpointAddrs(a)
 	s.Generation++
+	info.Duration = time.Since(start)
+	s.LastSwap = info
 	return nil
+}
+
+// settle waits until no packet runs the idle half any more: for the RCU
+// barrier started after the last flip, which has usually long returned.
+func (s *Switch) settle() error {
+	if s.settled == nil {
+		return nil
+	}
+	err := <-s.settled
+	s.settled = nil
+	return err
 }
 
 // endpointAddrs lists the addresses in an artifact's endpoints map image.
@@ -317,9 +376,14 @@ func (s *Switch) fill(dp *Datapath, endpoint string, half uint32) error {
 		if p == nil {
 			return fmt.Errorf("the generation has no %s program for %s", dir, endpoint)
 		}
+		if at.installed[half][i] == p {
+			continue // kept by an incremental swap: the entry holds it already
+		}
 		if err := s.progs.Put(progKey(at.slot, i, half), p); err != nil {
+			at.installed[half][i] = nil
 			return fmt.Errorf("install the %s program of %s: %w", dir, endpoint, err)
 		}
+		at.installed[half][i] = p
 	}
 	return nil
 }
@@ -466,8 +530,14 @@ func (s *Switch) Close() {
 			d.Close()
 		}
 	}
-	if s.gen != nil {
-		s.gen.Close()
+	for _, g := range []*Datapath{s.gen, s.idleGen} {
+		if g != nil {
+			g.Close()
+		}
+	}
+	if s.barrier != nil {
+		s.settle()
+		s.barrier.close()
 	}
 	for _, m := range []*ebpf.Map{s.progs, s.active, s.slots} {
 		if m != nil {

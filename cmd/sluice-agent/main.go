@@ -43,6 +43,7 @@ func main() {
 	pins := fs.String("bpffs", "/sys/fs/bpf/sluice", "directory on a bpf filesystem for the pinned maps and links that outlive the agent")
 	uninstall := fs.Bool("uninstall", false, "remove every attachment and pin the agent made, and exit")
 	rescan := fs.Duration("rescan", 10*time.Second, "period of a full rescan, for volumes that miss change events")
+	fullSwaps := fs.Bool("full-swaps", false, "build every generation from scratch, never by rewriting the previous one entry by entry")
 	fs.Parse(os.Args[1:])
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if *uninstall {
@@ -61,7 +62,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sluice-agent: --node and --artifacts are required")
 		os.Exit(2)
 	}
-	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, PinDir: *pins, Rescan: *rescan, Log: log})
+	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, PinDir: *pins, Rescan: *rescan, FullSwaps: *fullSwaps, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-agent:", err)
 		os.Exit(1)

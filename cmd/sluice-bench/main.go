@@ -14,13 +14,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
 	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/loader"
 )
 
@@ -84,7 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // benchSwaps measures swap latency for the bundled example's busiest node
-// and the synthetic cluster's.
+// and the synthetic cluster's, in full and incrementally, the latter over
+// variants of the cluster that differ in one service's backends.
 func benchSwaps(work, example string, scale float64, runs int) ([]loader.SwapBenchResult, error) {
 	tmp, err := os.MkdirTemp(work, "sluice-bench-swap-")
 	if err != nil {
@@ -101,19 +105,63 @@ func benchSwaps(work, example string, scale float64, runs int) ([]loader.SwapBen
 		if len(diags) > 0 {
 			return nil, diags.Err()
 		}
-		busiest, err := emit.BuildBusiest(cl, emit.Options{NodeFiles: loader.Listings})
+		variants, err := oneServiceChanged(cl)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", in.dir, err)
 		}
-		out := filepath.Join(tmp, "out-"+filepath.Base(in.dir))
-		if err := loader.WriteArtifacts(out, []*emit.Artifact{busiest}, nil); err != nil {
-			return nil, err
+		var dirs []string
+		var busiest *emit.Artifact
+		for i, v := range variants {
+			a, err := emit.BuildBusiest(v, emit.Options{NodeFiles: loader.Listings})
+			if err != nil {
+				return nil, err
+			}
+			out := filepath.Join(tmp, fmt.Sprintf("out-%s-%d", filepath.Base(in.dir), i))
+			if err := loader.WriteArtifacts(out, []*emit.Artifact{a}, nil); err != nil {
+				return nil, err
+			}
+			dirs = append(dirs, filepath.Join(out, a.Node))
+			if busiest == nil {
+				busiest = a
+			} else if a.Node != busiest.Node {
+				return nil, fmt.Errorf("the busiest node moved from %s to %s with one service changed", busiest.Node, a.Node)
+			}
 		}
-		r, err := loader.BenchSwap(fmt.Sprintf("%s, node %s (%d pods)", in.name, busiest.Node, busiest.Stats.Endpoints), filepath.Join(out, busiest.Node), runs)
+		r, err := loader.BenchSwap(fmt.Sprintf("%s, node %s (%d pods)", in.name, busiest.Node, busiest.Stats.Endpoints), dirs, runs)
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// oneServiceChanged returns the cluster and two variants of it, each
+// without one backend address of the service with the most addresses
+// (the first by name among equals).
+func oneServiceChanged(cl *ir.Cluster) ([]*ir.Cluster, error) {
+	best, bestAddrs := -1, []netip.Addr(nil)
+	for i := range cl.Services {
+		var addrs []netip.Addr
+		for _, b := range cl.Services[i].Backends {
+			if !slices.Contains(addrs, b.IP) {
+				addrs = append(addrs, b.IP)
+			}
+		}
+		if len(addrs) > len(bestAddrs) {
+			best, bestAddrs = i, addrs
+		}
+	}
+	if len(bestAddrs) < 2 {
+		return nil, fmt.Errorf("no service has two backend addresses to vary")
+	}
+	out := []*ir.Cluster{cl}
+	for _, drop := range bestAddrs[:2] {
+		v := *cl
+		v.Services = slices.Clone(cl.Services)
+		svc := &v.Services[best]
+		svc.Backends = slices.DeleteFunc(slices.Clone(svc.Backends), func(b ir.Backend) bool { return b.IP == drop })
+		out = append(out, &v)
+	}
+	return out, nil
 }
