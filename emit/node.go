@@ -50,7 +50,16 @@ type nodePlan struct {
 	// (0: none); epEnforced its enforcement by direction.
 	epLayers   map[*ir.Endpoint][2]uint32
 	epEnforced map[*ir.Endpoint][2]bool
-	touched    []bool // scratch for lowerGroup, by class id
+	// runtime are the workloads whose new pods the agent may add, each
+	// with the endpoint that stands for them in epLayers and epEnforced
+	// (no address: nothing in the endpoints map).
+	runtime []runtimeEndpoint
+	touched []bool // scratch for lowerGroup, by class id
+}
+
+type runtimeEndpoint struct {
+	workload *ir.Workload
+	ep       *ir.Endpoint
 }
 
 type policyEntry struct {
@@ -96,7 +105,7 @@ func (p *plan) lowerNode(node string) *nodePlan {
 		return len(local) >= 4 && float64(selects[pol]) >= broadShare*float64(len(local))
 	}
 	byKey := map[string]*policyGroup{}
-	group := func(shared bool, pols []*ir.Policy, enforced [2]bool, e *ir.Endpoint) *policyGroup {
+	group := func(shared bool, pols []*ir.Policy, enforced [2]bool, e *ir.Endpoint, runtime bool) (*policyGroup, bool) {
 		var kb strings.Builder
 		if shared {
 			kb.WriteString("S|")
@@ -113,16 +122,28 @@ func (p *plan) lowerNode(node string) *nodePlan {
 		}
 		k := kb.String()
 		g := byKey[k]
-		if g == nil {
+		created := g == nil
+		if created {
 			g = &policyGroup{shared: shared, named: e.NamedPorts, policies: pols, enforced: enforced}
 			byKey[k] = g
 		}
-		g.endpoints = append(g.endpoints, e)
-		return g
+		if !runtime {
+			g.endpoints = append(g.endpoints, e)
+		}
+		return g, created
 	}
 	var own, shared []*policyGroup
 	epGroups := map[*ir.Endpoint][2]*policyGroup{}
-	for _, e := range local {
+	// The workloads whose new pods the agent enforces at run time get
+	// policy numbers too: most share one with a pod here already.
+	all := local
+	for _, w := range p.runtimeCandidates(node) {
+		e := &ir.Endpoint{Namespace: w.Namespace, Name: w.Kind + "/" + w.Name, Node: node, Identity: w.Identity, NamedPorts: w.NamedPorts}
+		np.runtime = append(np.runtime, runtimeEndpoint{w, e})
+		all = append(all, e)
+	}
+	for i, e := range all {
+		runtime := i >= len(local)
 		pols := p.ev.Selecting(e.Identity)
 		var enforced [2]bool
 		requires := false
@@ -140,13 +161,12 @@ func (p *plan) lowerNode(node string) *nodePlan {
 			}
 		}
 		var gs [2]*policyGroup
-		gs[0] = group(false, mine, enforced, e)
-		if len(gs[0].endpoints) == 1 {
+		var created bool
+		if gs[0], created = group(false, mine, enforced, e, runtime); created {
 			own = append(own, gs[0])
 		}
 		if len(common) > 0 {
-			gs[1] = group(true, common, enforced, e)
-			if len(gs[1].endpoints) == 1 {
+			if gs[1], created = group(true, common, enforced, e, runtime); created {
 				shared = append(shared, gs[1])
 			}
 		}
@@ -247,8 +267,14 @@ func (np *nodePlan) buildClasses(relevant map[int32]bool, egressNames map[string
 		// Egress named ports resolve on the destination, so peers that
 		// name a port used by an egress rule here differently are apart.
 		var named []ir.NamedPort
-		if e := p.ev.Endpoint(p.keys[k].rep); e != nil && len(egressNames) > 0 {
-			for _, n := range p.named[e.Identity] {
+		id, isPod := p.keys[k].key.Identity, p.keys[k].runtime
+		if !isPod {
+			if e := p.ev.Endpoint(p.keys[k].rep); e != nil {
+				id, isPod = e.Identity, true
+			}
+		}
+		if isPod && len(egressNames) > 0 {
+			for _, n := range p.named[id] {
 				if egressNames[n.Name] {
 					named = append(named, n)
 				}

@@ -24,6 +24,9 @@ type ipEntry struct {
 type keyInfo struct {
 	key ClassKey
 	rep netip.Addr
+	// runtime: the key of a pod the agent may add at run time (identity
+	// key.Identity at an address like rep), which no listed pod has.
+	runtime bool
 }
 
 // plan is the cluster-wide part of lowering, computed once and shared by
@@ -332,10 +335,90 @@ func (p *plan) buildKeys() {
 		p.keyIndex[k] = len(p.keys)
 		p.keys = append(p.keys, keyInfo{key: k, rep: e.rep})
 	}
+	p.addRuntimeKeys()
 	sort.Slice(p.keys, func(i, j int) bool { return lessKey(p.keys[i].key, p.keys[j].key) })
 	for i, k := range p.keys {
 		p.keyIndex[k.key] = i
 	}
+}
+
+// addRuntimeKeys adds the class keys of the pods an agent may add at run
+// time: each node's runtime identities (see runtimeCandidates) in each
+// region an address of the node's pod CIDRs can fall in (any region, for
+// a node whose pod CIDRs are not given). Without them such a pod would be
+// class 0 to the rules here, matched by no selector.
+func (p *plan) addRuntimeKeys() {
+	for _, n := range p.c.Nodes {
+		type region struct {
+			id  uint16
+			rep netip.Addr
+		}
+		var regions []region
+		seen := map[uint16]bool{}
+		add := func(e *ipEntry) {
+			if !seen[e.val.Region] {
+				seen[e.val.Region] = true
+				regions = append(regions, region{e.val.Region, e.rep})
+			}
+		}
+		// The entries that are the longest match of some address of a pod
+		// CIDR: those inside it, and the longest that holds it whole.
+		for _, pc := range n.PodCIDRs {
+			var whole *ipEntry
+			for i := range p.ipcache {
+				e := &p.ipcache[i]
+				switch {
+				case e.prefix.Bits() == 32 || !e.prefix.Overlaps(pc):
+				case e.prefix.Bits() > pc.Bits():
+					add(e)
+				case whole == nil || e.prefix.Bits() > whole.prefix.Bits():
+					whole = e
+				}
+			}
+			if whole != nil {
+				add(whole)
+			}
+		}
+		if len(n.PodCIDRs) == 0 { // anywhere
+			for i := range p.ipcache {
+				if p.ipcache[i].prefix.Bits() < 32 {
+					add(&p.ipcache[i])
+				}
+			}
+		}
+		for _, w := range p.runtimeCandidates(n.Name) {
+			for _, r := range regions {
+				k := ClassKey{Identity: w.Identity, Region: r.id, PeerNode: NodeNone}
+				if _, ok := p.keyIndex[k]; ok {
+					continue
+				}
+				p.keyIndex[k] = len(p.keys)
+				p.keys = append(p.keys, keyInfo{key: k, rep: r.rep, runtime: true})
+			}
+		}
+	}
+}
+
+// runtimeCandidates are the workloads whose new pods the agent of a node
+// enforces at once: those with the identity of a pod already on the node
+// (a rollout, a restart, a scale-up), DaemonSets (a pod on every node), and
+// Pods without an address yet. A pod of any other workload starts with the
+// reserved init identity until the next compile places it.
+func (p *plan) runtimeCandidates(node string) []*ir.Workload {
+	local := map[uint32]bool{}
+	for i := range p.c.Endpoints {
+		if e := &p.c.Endpoints[i]; e.Node == node {
+			local[e.Identity] = true
+		}
+	}
+	var out []*ir.Workload
+	for i := range p.c.Workloads {
+		w := &p.c.Workloads[i]
+		if local[w.Identity] || w.Kind == "DaemonSet" || w.Kind == "Pod" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func lessKey(a, b ClassKey) bool {
@@ -379,6 +462,15 @@ func (p *plan) checkNamedPorts() error {
 			}
 		}
 	}
+	// A workload's pods that the agent adds at run time name ports as its
+	// template does.
+	for i := range p.c.Workloads {
+		if w := &p.c.Workloads[i]; first[w.Identity] == nil {
+			if _, ok := p.named[w.Identity]; !ok {
+				p.named[w.Identity] = w.NamedPorts
+			}
+		}
+	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
@@ -401,6 +493,9 @@ func namedFor(nps []ir.NamedPort, name string) string {
 
 // peerInfo describes a class key's representative as seen from view.
 func (p *plan) peerInfo(k int, view string) ir.PeerInfo {
+	if p.keys[k].runtime {
+		return p.ev.PeerOfIdentity(p.keys[k].rep, p.keys[k].key.Identity)
+	}
 	return p.ev.Peer(p.keys[k].rep, view)
 }
 
@@ -417,7 +512,7 @@ func (p *plan) matchAlts() {
 	byNS := map[string][]int32{}
 	var nodeKeys []int32
 	for i, k := range p.keys {
-		if ns, ok := idNS[k.key.Identity]; ok && k.key.PeerNode == NodeNone && p.ev.Endpoint(k.rep) != nil {
+		if ns, ok := idNS[k.key.Identity]; ok && k.key.PeerNode == NodeNone && (k.runtime || p.ev.Endpoint(k.rep) != nil) {
 			byNS[ns] = append(byNS[ns], int32(i))
 		}
 		if k.key.PeerNode != NodeNone {

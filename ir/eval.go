@@ -210,6 +210,15 @@ func (ev *Evaluator) Peer(ip netip.Addr, view string) PeerInfo {
 	return p
 }
 
+// PeerOfIdentity describes a pod of the identity at ip that the cluster
+// does not list: a pod created after the compile, as its node's agent
+// enforces it.
+func (ev *Evaluator) PeerOfIdentity(ip netip.Addr, identity uint32) PeerInfo {
+	labels := ev.idLabels[identity]
+	return PeerInfo{IP: ip, Identity: identity, Labels: labels,
+		ep: &Endpoint{Namespace: labels[LabelNamespace], IPs: []netip.Addr{ip}, Identity: identity}}
+}
+
 // Selecting returns the policies whose subject selects the identity, in
 // cluster order.
 func (ev *Evaluator) Selecting(identity uint32) []*Policy { return ev.selecting[identity] }

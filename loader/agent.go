@@ -54,9 +54,10 @@ type Agent struct {
 	lastSwap  time.Duration
 	failures  map[string]uint64 // by reason
 	lastError string
-	// unenforced lists the attached endpoints whose addresses the serving
-	// generation does not know: pods created after the compile.
-	unenforced []string
+	// unenforced lists the pods the serving generation does not list and
+	// no workload of its runtime table accounts for (init identity);
+	// runtimeByWorkload those it enforces as pods of a workload.
+	unenforced, runtimeByWorkload []string
 }
 
 // NewAgent creates the node's switch. Nothing is loaded until Sync or Run.
@@ -115,7 +116,7 @@ func (a *Agent) syncArtifact() error {
 		return nil
 	}
 	start := time.Now()
-	art, err := ReadArtifact(dir)
+	art, err := ReadDatapath(dir)
 	if err != nil {
 		// The writer replaces the whole output at once, so a checksum
 		// mismatch is a bad artifact, not a half-written one.
@@ -178,22 +179,23 @@ func (a *Agent) syncEndpoints() error {
 		return fmt.Errorf("endpoint records: %w", err)
 	}
 	want := map[string]int{}
-	var unenforced []string
+	pods := map[netip.Addr]PodRef{}
 	for _, r := range recs {
 		want[endpointName(r)] = r.HostIfindex
 		for _, ip := range r.IPs {
-			if addr, err := netip.ParseAddr(ip); err == nil && a.sw.gen != nil && !a.sw.Knows(addr) {
-				unenforced = append(unenforced, endpointName(r))
-				break
+			if addr, err := netip.ParseAddr(ip); err == nil {
+				pods[addr] = PodRef{Namespace: r.Namespace, Name: r.Pod}
 			}
 		}
 	}
-	sort.Strings(unenforced)
-	if !slices.Equal(unenforced, a.unenforced) && len(unenforced) > 0 {
-		a.cfg.Log.Warn("pods the serving artifact does not know: their traffic is not enforced until a compile includes them", "endpoints", unenforced)
-	}
-	a.unenforced = unenforced
 	var errs []error
+	// Entries first, so that a pod's programs find it when they attach.
+	runtimePods, err := a.sw.SetRuntimePods(pods)
+	if err != nil {
+		errs = append(errs, err)
+		a.cfg.Log.Error("runtime endpoint entries not written", "err", err)
+	}
+	a.noteRuntime(runtimePods)
 	for _, name := range a.sw.endpointNames() {
 		if _, ok := want[name]; !ok {
 			a.sw.Detach(name)
@@ -217,6 +219,27 @@ func (a *Agent) syncEndpoints() error {
 		a.cfg.Log.Info("endpoint attached", "endpoint", name, "ifindex", want[name])
 	}
 	return errors.Join(errs...)
+}
+
+// noteRuntime logs how the pods the artifact does not list are enforced,
+// when that changes.
+func (a *Agent) noteRuntime(pods []RuntimePod) {
+	var init, byWorkload []string
+	for _, p := range pods {
+		name := p.Pod.Namespace + "/" + p.Pod.Name
+		if p.Workload == "" {
+			init = append(init, name)
+		} else {
+			byWorkload = append(byWorkload, name+" as "+p.Workload)
+		}
+	}
+	if !slices.Equal(byWorkload, a.runtimeByWorkload) && len(byWorkload) > 0 {
+		a.cfg.Log.Info("pods the artifact does not list, enforced with their workload's identity and policy", "endpoints", byWorkload)
+	}
+	if !slices.Equal(init, a.unenforced) && len(init) > 0 {
+		a.cfg.Log.Warn("pods of no workload the artifact knows: reserved init identity, no policy of their own until a compile includes them", "endpoints", init)
+	}
+	a.runtimeByWorkload, a.unenforced = byWorkload, init
 }
 
 // Run syncs, then again on every change to the artifact or CNI state
@@ -311,7 +334,9 @@ func (a *Agent) metrics() string {
 	}
 	metric("sluice_endpoints", "Endpoints attached.", "gauge")
 	fmt.Fprintf(&b, "sluice_endpoints %d\n", len(a.sw.endpoints))
-	metric("sluice_endpoints_unenforced", "Endpoints whose addresses the serving artifact does not know (created after the compile): not enforced.", "gauge")
+	metric("sluice_endpoints_runtime", "Pods the serving artifact does not list (created after the compile), enforced as pods of a workload of its runtime table.", "gauge")
+	fmt.Fprintf(&b, "sluice_endpoints_runtime %d\n", len(a.runtimeByWorkload))
+	metric("sluice_endpoints_unenforced", "Pods the serving artifact does not list and no workload accounts for: reserved init identity, no policy of their own.", "gauge")
 	fmt.Fprintf(&b, "sluice_endpoints_unenforced %d\n", len(a.unenforced))
 	if drops, err := a.sw.Drops(); err == nil {
 		metric("sluice_drops_total", "Packets dropped by the datapath, by reason.", "counter")

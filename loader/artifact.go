@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sort"
 	"sync"
 
@@ -217,12 +218,12 @@ func FromBuild(a *emit.Artifact) (*Artifact, error) {
 }
 
 func fromFiles(dir string, files map[string][]byte) (*Artifact, error) {
-	return fromFilesSums(dir, files, nil)
+	return fromFilesSums(dir, files, nil, nil)
 }
 
 // fromFilesSums checks files against the manifest, trusting the sums
 // already computed for some of them.
-func fromFilesSums(dir string, files map[string][]byte, sums map[string]string) (*Artifact, error) {
+func fromFilesSums(dir string, files map[string][]byte, sums map[string]string, only func(string) bool) (*Artifact, error) {
 	a := &Artifact{Dir: dir, Files: map[string][]byte{}}
 	if err := json.Unmarshal(files["manifest.json"], &a.Manifest); err != nil {
 		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
@@ -231,6 +232,9 @@ func fromFilesSums(dir string, files map[string][]byte, sums map[string]string) 
 		return nil, fmt.Errorf("%s: format %q is not %q, the one this sluice reads", dir, a.Manifest.Format, emit.FormatVersion)
 	}
 	for name, sum := range a.Manifest.Files {
+		if only != nil && !only(name) {
+			continue
+		}
 		data, ok := files[name]
 		if !ok {
 			return nil, fmt.Errorf("%s: file %s of the manifest is missing", dir, name)
@@ -254,7 +258,20 @@ var ErrNotArtifact = errors.New("not an artifact directory (no manifest.json)")
 // ReadArtifact reads a node's artifact directory and checks its format
 // and every checksum.
 func ReadArtifact(dir string) (*Artifact, error) {
-	return readArtifact(dir, fileCache{})
+	return readArtifact(dir, fileCache{}, nil)
+}
+
+// ReadDatapath reads what the datapath loads from a node's artifact
+// directory — the manifest, the map images, node.json and runtime.json —
+// and checks the format and the checksum of each of those files. The
+// review files (dumps, listings, ir.json: most of the bytes of a large
+// cluster's artifact) are neither read nor checked.
+func ReadDatapath(dir string) (*Artifact, error) {
+	return readArtifact(dir, fileCache{}, datapathFile)
+}
+
+func datapathFile(name string) bool {
+	return strings.HasPrefix(name, "maps/") || name == "node.json" || name == "runtime.json"
 }
 
 // fileCache reads a file shared by several node artifacts (hard links)
@@ -286,7 +303,7 @@ func (c fileCache) read(path string) ([]byte, string, error) {
 	return data, "", err
 }
 
-func readArtifact(dir string, cache fileCache) (*Artifact, error) {
+func readArtifact(dir string, cache fileCache, only func(string) bool) (*Artifact, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotArtifact)
@@ -301,6 +318,9 @@ func readArtifact(dir string, cache fileCache) (*Artifact, error) {
 	files := map[string][]byte{"manifest.json": mb}
 	sums := map[string]string{}
 	for name := range m.Files {
+		if only != nil && !only(name) {
+			continue
+		}
 		data, sum, err := cache.read(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: file %s of the manifest: %w", dir, name, err)
@@ -310,7 +330,7 @@ func readArtifact(dir string, cache fileCache) (*Artifact, error) {
 			sums[name] = sum
 		}
 	}
-	return fromFilesSums(dir, files, sums)
+	return fromFilesSums(dir, files, sums, only)
 }
 
 // ReadOutput reads every node artifact of a compile output directory
@@ -333,7 +353,7 @@ func ReadOutput(dir string) ([]*Artifact, error) {
 		if !e.IsDir() {
 			continue
 		}
-		a, err := readArtifact(filepath.Join(dir, e.Name()), cache)
+		a, err := readArtifact(filepath.Join(dir, e.Name()), cache, nil)
 		if errors.Is(err, ErrNotArtifact) {
 			continue
 		}

@@ -294,7 +294,7 @@ func BenchSwap(name string, dirs []string, runs int) (SwapBenchResult, error) {
 	var writes []int
 	for i := 0; i <= runs; i++ {
 		start := time.Now()
-		a, err := ReadArtifact(dirs[0])
+		a, err := ReadDatapath(dirs[0])
 		if err != nil {
 			return res, err
 		}
@@ -319,7 +319,7 @@ func BenchSwap(name string, dirs []string, runs int) (SwapBenchResult, error) {
 		// period that follows each flip time to end, as it would.
 		time.Sleep(swapSpacing)
 		start := time.Now()
-		a, err := ReadArtifact(dirs[i%len(dirs)])
+		a, err := ReadDatapath(dirs[i%len(dirs)])
 		if err != nil {
 			return res, err
 		}

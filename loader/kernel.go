@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -25,7 +26,12 @@ type Datapath struct {
 	EndpointPolicy map[string]uint32
 
 	fingerprints map[string]string // per program, as in genPlan
-	images       map[string][]byte // per map, the image its contents equal
+	images       map[string][]byte // per map, the image its contents equal, but for runtimeWritten
+	known        map[netip.Addr]bool
+	runtimeTable *emit.RuntimeTable
+	// runtimeWritten are the runtime pods (see SetRuntimePods) whose
+	// entries this generation's maps hold beyond their images.
+	runtimeWritten map[netip.Addr]bool
 }
 
 // ProgramFor returns the program to attach for an endpoint: its policy's
@@ -130,6 +136,10 @@ type genPlan struct {
 	// generate makes the instructions of programs whose spec has none yet.
 	generate map[string]func() asm.Instructions
 	images   map[string][]byte // each map's image, by map name
+	// known are the endpoint addresses the artifact lists; runtime its
+	// runtime table.
+	known   map[netip.Addr]bool
+	runtime *emit.RuntimeTable
 }
 
 // instructions generates the instructions of the named programs.
@@ -217,6 +227,11 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 			MaxEntries: uint32(max(m.MaxEntries, 1)), Flags: m.Flags}
 		p.images[m.Name] = data
 	}
+	var err error
+	if p.runtime, err = runtimeTableOf(a); err != nil {
+		return nil, err
+	}
+	p.known = endpointAddrs(a)
 	// Conntrack is node state: a fresh map here; the agent keeps its own
 	// across generations.
 	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
@@ -240,8 +255,14 @@ func (p *genPlan) load(nodeState map[string]*ebpf.Map) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	dp.EndpointPolicy, dp.fingerprints, dp.images = p.endpointPolicy, p.fingerprints, p.images
+	p.attach(dp)
 	return dp, nil
+}
+
+// attach gives a generation built from the plan the plan's description.
+func (p *genPlan) attach(dp *Datapath) {
+	dp.EndpointPolicy, dp.fingerprints, dp.images = p.endpointPolicy, p.fingerprints, p.images
+	dp.known, dp.runtimeTable, dp.runtimeWritten = p.known, p.runtime, map[netip.Addr]bool{}
 }
 
 func loadCollection(dir string, cs *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*Datapath, error) {

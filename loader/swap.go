@@ -52,12 +52,15 @@ type Switch struct {
 	settled   chan error // the RCU barrier started after the last flip; nil once waited for
 	endpoints map[string]*attachment
 	freeSlots []uint32
-	known     map[netip.Addr]bool // the serving generation's endpoint addresses
+	runtime   map[netip.Addr]PodRef // pods to enforce beyond what the artifact lists (SetRuntimePods)
 
 	// Generation counts the swaps that took effect.
 	Generation uint64
 	// LastSwap describes the last swap that took effect.
 	LastSwap SwapInfo
+	// RuntimePods says how the serving generation enforces the pods it
+	// does not list (as of the last Swap or SetRuntimePods).
+	RuntimePods []RuntimePod
 	// FullSwaps makes every swap build its generation from scratch rather
 	// than rewrite the idle half's (for benchmarks and troubleshooting).
 	FullSwaps bool
@@ -310,6 +313,11 @@ func (s *Switch) Swap(a *Artifact) error {
 		}
 		info.ProgramsLoaded = len(dp.Programs)
 	}
+	runtimePods, err := s.applyRuntime(dp)
+	if err != nil {
+		dp.Close()
+		return err
+	}
 	for _, name := range s.endpointNames() {
 		if err := s.fill(dp, name, idle); err != nil {
 			dp.Close()
@@ -335,7 +343,7 @@ func (s *Switch) Swap(a *Artifact) error {
 	done := make(chan error, 1)
 	s.settled = done
 	go func() { done <- s.barrier.wait() }()
-	s.known = endpointAddrs(a)
+	s.RuntimePods = runtimePods
 	s.Generation++
 	info.Duration = time.Since(start)
 	s.LastSwap = info
@@ -367,7 +375,7 @@ func endpointAddrs(a *Artifact) map[netip.Addr]bool {
 // as one of this node's endpoints. Traffic of an address it does not know
 // is not enforced (see bpf.lookupEndpoint) until a compile includes it.
 // Before the first swap (as after an adoption) it knows nothing.
-func (s *Switch) Knows(addr netip.Addr) bool { return s.known[addr] }
+func (s *Switch) Knows(addr netip.Addr) bool { return s.gen != nil && s.gen.known[addr] }
 
 func (s *Switch) fill(dp *Datapath, endpoint string, half uint32) error {
 	at := s.endpoints[endpoint]

@@ -95,7 +95,14 @@ func (s *Switch) update(gen *Datapath, p *genPlan) (dp *Datapath, info SwapInfo,
 		info.ProgramsLoaded = len(loaded.Programs)
 	}
 
-	// Maps: from here on gen is being rewritten.
+	// Maps: from here on gen is being rewritten. First back to its images,
+	// without the runtime pods' entries (Swap writes the new ones).
+	for addr := range gen.runtimeWritten {
+		if err := gen.restoreRuntime(addr); err != nil {
+			closePrograms(progs, kept)
+			return nil, info, true, err
+		}
+	}
 	for name, image := range p.images {
 		spec := p.spec.Maps[name]
 		writes, deletes := imageDelta(gen.images[name], image, int(spec.KeySize), int(spec.ValueSize))
@@ -124,8 +131,9 @@ func (s *Switch) update(gen *Datapath, p *genPlan) (dp *Datapath, info SwapInfo,
 		delete(gen.Programs, name)
 	}
 	info.Incremental = true
-	return &Datapath{Maps: gen.Maps, Programs: progs, Specs: p.spec.Programs, EndpointPolicy: p.endpointPolicy,
-		fingerprints: p.fingerprints, images: p.images}, info, true, nil
+	dp = &Datapath{Maps: gen.Maps, Programs: progs, Specs: p.spec.Programs}
+	p.attach(dp)
+	return dp, info, true, nil
 }
 
 // closePrograms closes the programs update loaded or cloned, not those it
@@ -145,7 +153,12 @@ func closePrograms(progs map[string]*ebpf.Program, kept map[*ebpf.Program]bool) 
 // key bytes) it compares through a hash table.
 func imageDelta(prev, next []byte, keySize, valueSize int) (writes, deletes [][]byte) {
 	rec := keySize + valueSize
-	if bytes.Equal(prev, next) { // most maps, most of the time
+	// Changes are usually local: records equal at the same place from
+	// either end hold the same keys with the same values in both images
+	// (a key is in an image once), so only the middles need comparing.
+	head, tail := commonEnds(prev, next, rec)
+	prev, next = prev[head:len(prev)-tail], next[head:len(next)-tail]
+	if len(prev) == 0 && len(next) == 0 {
 		return nil, nil
 	}
 	if !sortedImage(prev, keySize, rec) || !sortedImage(next, keySize, rec) {
@@ -178,6 +191,29 @@ func imageDelta(prev, next []byte, keySize, valueSize int) (writes, deletes [][]
 		}
 	}
 	return writes, deletes
+}
+
+// commonEnds returns the lengths, in whole records, of the longest common
+// head and (not overlapping it) tail of two images.
+func commonEnds(prev, next []byte, rec int) (head, tail int) {
+	n := min(len(prev), len(next))
+	const chunk = 4096
+	for head+chunk <= n && bytes.Equal(prev[head:head+chunk], next[head:head+chunk]) {
+		head += chunk
+	}
+	for head < n && prev[head] == next[head] {
+		head++
+	}
+	head -= head % rec
+	room := n - head
+	for tail+chunk <= room && bytes.Equal(prev[len(prev)-tail-chunk:len(prev)-tail], next[len(next)-tail-chunk:len(next)-tail]) {
+		tail += chunk
+	}
+	for tail < room && prev[len(prev)-tail-1] == next[len(next)-tail-1] {
+		tail++
+	}
+	tail -= tail % rec
+	return head, tail
 }
 
 func sortedImage(image []byte, keySize, rec int) bool {

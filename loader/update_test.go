@@ -2,7 +2,9 @@ package loader
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -224,4 +226,61 @@ func TestIncrementalSwapFallback(t *testing.T) {
 		t.Errorf("a map that changed size: %+v, want a full swap saying the map changed shape", sw.LastSwap)
 	}
 	checkMapsEqualImages(t, "after the fallback", sw.gen)
+}
+
+// imageDelta (with its head and tail trimming and merge) against the plain
+// hash-table comparison, on random edits of images in and out of key order.
+func TestImageDeltaRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const ks, vs = 4, 2
+	for round := range 300 {
+		n := rng.IntN(3000)
+		var recs [][]byte
+		seen := map[uint32]bool{}
+		for len(recs) < n {
+			k := rng.Uint32N(1 << 20)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			r := make([]byte, ks+vs)
+			binary.BigEndian.PutUint32(r, k)
+			r[4], r[5] = byte(rng.IntN(4)), 0
+			recs = append(recs, r)
+		}
+		if round%2 == 0 {
+			slices.SortFunc(recs, bytes.Compare)
+		}
+		prev := bytes.Join(recs, nil)
+		next := slices.Clone(recs)
+		for range rng.IntN(5) { // a few edits, anywhere
+			if len(next) == 0 {
+				break
+			}
+			i := rng.IntN(len(next))
+			switch rng.IntN(3) {
+			case 0:
+				next = slices.Delete(next, i, i+1)
+			case 1:
+				r := slices.Clone(next[i])
+				r[4] ^= 0xff
+				next[i] = r
+			case 2:
+				r := make([]byte, ks+vs)
+				binary.BigEndian.PutUint32(r, 1<<20+uint32(rng.IntN(1000)))
+				if !slices.ContainsFunc(next, func(x []byte) bool { return bytes.Equal(x[:ks], r[:ks]) }) {
+					next = slices.Insert(next, i, r)
+				}
+			}
+		}
+		if round%2 == 0 {
+			slices.SortFunc(next, bytes.Compare)
+		}
+		nextImg := bytes.Join(next, nil)
+		w, d := imageDelta(prev, nextImg, ks, vs)
+		ww, dd := imageDeltaUnsorted(prev, nextImg, ks, ks+vs)
+		if fmt.Sprint(sortedRecs(w), sortedRecs(d)) != fmt.Sprint(sortedRecs(ww), sortedRecs(dd)) {
+			t.Fatalf("round %d: imageDelta gives %d writes, %d deletes; the hash table %d and %d", round, len(w), len(d), len(ww), len(dd))
+		}
+	}
 }
