@@ -15,7 +15,9 @@
 // own, and the shared layer of policies that select most of the node's
 // pods): a deny in either drops, an allow in either passes, otherwise the
 // endpoint's default applies. An allowed first packet creates the
-// conntrack entry.
+// conntrack entry. A policy drop is counted by reason (drops, node state)
+// and by the rule or default deny behind it (rule_drops, the
+// generation's).
 //
 // # Register conventions
 //
@@ -47,6 +49,8 @@
 //	-108 .. -105 drops map key (the drop reason)
 //	-122 .. -109 the tuple an ICMP error quotes: source, destination,
 //	             ports, protocol, and whether there is one
+//	-128 .. -125 rule_drops key: the deny rule, or DefaultDenyKey
+//	-136 .. -129 rule_drops value for a first drop (1)
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

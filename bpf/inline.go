@@ -28,7 +28,7 @@ func PolicyProgramFor(dir Direction, inline []emit.InlineEntry, f Features) asm.
 		asm.LoadMem(asm.R2, asm.RFP, stAllowed, asm.Word),
 		asm.JNE.Imm(asm.R2, 0, lblCreate),
 	)
-	insns = append(insns, verdicts()...)
+	insns = append(insns, verdicts(dir)...)
 	insns = append(insns, ctCreate(dir)...)
 	insns = append(insns, drops()...)
 	return insns
@@ -75,7 +75,7 @@ func InlineLayer(dir Direction, entries []emit.InlineEntry) asm.Instructions {
 		}
 		switch e.Action {
 		case emit.ActionDeny:
-			block = append(block, asm.Ja.Label(lblDropDenied))
+			block = append(block, asm.StoreImm(asm.RFP, stRuleKey, int64(e.Rule), asm.Word), asm.Ja.Label(lblDropDenied))
 		case emit.ActionAllow:
 			block = append(block, asm.StoreImm(asm.RFP, stAllowed, 1, asm.Word), asm.Ja.Label(done))
 		default:

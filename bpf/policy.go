@@ -67,6 +67,8 @@ const (
 	stRelDport    = -120
 	stRelProto    = -121
 	stRelated     = -122
+	stRuleKey     = -128
+	stRuleOne     = -136
 	skbData       = 76
 	skbDataEnd    = 80
 	ethHdrLen     = 14
@@ -103,7 +105,7 @@ func PolicyProgram(dir Direction, f Features) asm.Instructions {
 	insns = append(insns, ctLookup(dir)...)
 	insns = append(insns, lookupEndpoint(dir)...)
 	insns = append(insns, lookupPolicy(dir, f)...)
-	insns = append(insns, verdicts()...)
+	insns = append(insns, verdicts(dir)...)
 	insns = append(insns, ctCreate(dir)...)
 	insns = append(insns, drops()...)
 	return insns
@@ -327,19 +329,26 @@ func policyLayer(name string, idSlot int16) asm.Instructions {
 	return append(in,
 		asm.JEq.Imm(asm.R0, 0, done),
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.Byte).WithSymbol(hit),
-		asm.JEq.Imm(asm.R2, int32(emit.ActionDeny), lblDropDenied),
+		asm.JNE.Imm(asm.R2, int32(emit.ActionDeny), "layer_allow_"+name),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word), // the rule
+		asm.StoreMem(asm.RFP, stRuleKey, asm.R2, asm.Word),
+		asm.Ja.Label(lblDropDenied),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("layer_allow_"+name),
 		asm.JNE.Imm(asm.R2, int32(emit.ActionAllow), done),
 		asm.StoreImm(asm.RFP, stAllowed, 1, asm.Word),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
 	)
 }
 
-func verdicts() asm.Instructions {
+func verdicts(dir Direction) asm.Instructions {
 	return asm.Instructions{
 		// No layer had a verdict: the endpoint's default.
 		asm.LoadMem(asm.R2, asm.RFP, stEnforced, asm.Word).WithSymbol(lblDefault),
-		asm.JNE.Imm(asm.R2, 0, lblDropDefault),
-		asm.Ja.Label(lblCreate),
+		asm.JEq.Imm(asm.R2, 0, lblCreate),
+		asm.LoadMem(asm.R2, asm.RFP, stPolicyID, asm.Word),
+		asm.Or.Imm32(asm.R2, DefaultDenyKey(dir, 0)),
+		asm.StoreMem(asm.RFP, stRuleKey, asm.R2, asm.Word),
+		asm.Ja.Label(lblDropDefault),
 		asm.Mov.Imm(asm.R0, TCXPass).WithSymbol(lblPass),
 		asm.Return(),
 	}
@@ -357,19 +366,49 @@ const (
 // like conntrack.
 const MapDrops = "drops"
 
+// MapRuleDrops counts the policy drops by what decided them: a per-CPU
+// hash of u64 keyed by the number of the deny rule (rules.json), or by
+// DefaultDenyKey for a default deny. It belongs to a generation, whose
+// rule numbers its keys are.
+const MapRuleDrops = "rule_drops"
+
+// RuleDropsEntries bounds the rule_drops map.
+const RuleDropsEntries = 16384
+
+// DefaultDenyKey is the rule_drops key of the default denies of the
+// endpoints of one own-layer policy number in one direction.
+func DefaultDenyKey(dir Direction, policy uint32) int32 {
+	return int32(uint32(1)<<31 | uint32(dir)<<30 | policy)
+}
+
 // drops counts a drop by reason and returns TCXDrop.
 func drops() asm.Instructions {
-	var in asm.Instructions
-	for _, d := range []struct {
-		label  string
-		reason int32
-	}{{lblDropMalformed, DropMalformed}, {lblDropDenied, DropDenied}, {lblDropDefault, DropDefault}} {
-		in = append(in,
-			asm.Mov.Imm(asm.R2, d.reason).WithSymbol(d.label),
-			asm.Ja.Label(lblDrop),
-		)
+	in := asm.Instructions{
+		asm.Mov.Imm(asm.R2, DropMalformed).WithSymbol(lblDropMalformed),
+		asm.Ja.Label(lblDrop),
+		asm.Mov.Imm(asm.R2, DropDenied).WithSymbol(lblDropDenied),
+		asm.Ja.Label("drop_rule"),
+		asm.Mov.Imm(asm.R2, DropDefault).WithSymbol(lblDropDefault),
+		// A policy drop: count it by its rule (stRuleKey) too.
+		asm.StoreMem(asm.RFP, stDropKey, asm.R2, asm.Word).WithSymbol("drop_rule"),
 	}
+	in = append(in, mapLookup(MapRuleDrops, stRuleKey)...)
 	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "drop_rule_new"),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R2, 1),
+		asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord), // per-CPU: no other writer
+		asm.Ja.Label("drop_rule_done"),
+		asm.Mov.Imm(asm.R2, 1).WithSymbol("drop_rule_new"),
+		asm.StoreMem(asm.RFP, stRuleOne, asm.R2, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapRuleDrops),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stRuleKey),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stRuleOne),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.LoadMem(asm.R2, asm.RFP, stDropKey, asm.Word).WithSymbol("drop_rule_done"),
 		asm.StoreMem(asm.RFP, stDropKey, asm.R2, asm.Word).WithSymbol(lblDrop),
 	)
 	in = append(in, mapLookup(MapDrops, stDropKey)...)

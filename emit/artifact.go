@@ -314,6 +314,7 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		{"dump/backends.txt", func() []byte { return dumpBackends(lbs.backends, p.nodes) }},
 		{"dump/revnat.txt", func() []byte { return dumpRevNat(lbs.revnat) }},
 		{"dump/rules.txt", p.dumpRules},
+		{"rules.json", p.rulesJSON},
 		{"dump/identities.txt", p.dumpIdentities},
 		{"dump/regions.txt", p.dumpRegions},
 		{"ir.json", func() []byte {

@@ -2,6 +2,7 @@ package emit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -126,6 +127,28 @@ func (p *plan) dumpRules() []byte {
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, ri.rule.Action, ri.rule.Direction, ri.policy.Ref(), ri.rule.Field, ri.rule.Source)
 		}
 	})
+}
+
+// RuleSummary is one rule of rules.json, the machine-readable rules.txt:
+// the datapath counts drops by rule number, and the agent names them with
+// this.
+type RuleSummary struct {
+	ID        uint32 `json:"id"`
+	Action    string `json:"action"`
+	Direction string `json:"direction"`
+	Policy    string `json:"policy"`
+	Field     string `json:"field"`
+	Source    string `json:"source"`
+}
+
+func (p *plan) rulesJSON() []byte {
+	rules := []RuleSummary{{ID: 0, Action: "allow", Direction: "ingress", Policy: "(implicit)", Field: "traffic from the pod's own node", Source: "-"}}
+	for i, ri := range p.rules {
+		rules = append(rules, RuleSummary{ID: uint32(i + 1), Action: ri.rule.Action.String(), Direction: ri.rule.Direction.String(),
+			Policy: ri.policy.Ref(), Field: ri.rule.Field, Source: ri.rule.Source.String()})
+	}
+	b, _ := json.MarshalIndent(rules, "", " ")
+	return append(b, '\n')
 }
 
 func protoName(p uint8) string { return ir.Proto(p).String() }
@@ -498,8 +521,11 @@ type GroupSummary struct {
 	// Lookup is "inline" or "map": how this policy's own layer is looked up.
 	Lookup    string   `json:"lookup"`
 	Endpoints []string `json:"endpoints"`
-	Ingress   bool     `json:"ingressEnforced"`
-	Egress    bool     `json:"egressEnforced"`
+	// Policies select these endpoints; their isolation is what a default
+	// deny of this group enforces.
+	Policies []string `json:"selectedBy,omitempty"`
+	Ingress  bool     `json:"ingressEnforced"`
+	Egress   bool     `json:"egressEnforced"`
 }
 
 func (np *nodePlan) summary() NodeSummary {
@@ -512,6 +538,9 @@ func (np *nodePlan) summary() NodeSummary {
 		}
 		for _, e := range g.endpoints {
 			gs.Endpoints = append(gs.Endpoints, e.Key())
+		}
+		for _, pol := range g.policies {
+			gs.Policies = append(gs.Policies, pol.Ref())
 		}
 		s.Groups = append(s.Groups, gs)
 	}

@@ -344,5 +344,16 @@ func (a *Agent) metrics() string {
 			fmt.Fprintf(&b, "sluice_drops_total{reason=%q} %d\n", dropReasonNames[r], n)
 		}
 	}
+	if byRule, err := a.sw.RuleDrops(); err == nil {
+		metric("sluice_policy_drops_total", "Packets dropped by policy, by what decided it: a deny rule (its policy, field and manifest position) or the default deny of endpoints the listed policies isolate; since the agent started.", "counter")
+		lines := make([]string, 0, len(byRule))
+		for k, n := range byRule {
+			lines = append(lines, fmt.Sprintf("sluice_policy_drops_total{verdict=%q,direction=%q,policy=%q,rule=%q,source=%q} %d\n", k.Verdict, k.Direction, k.Policy, k.Rule, k.Source, n))
+		}
+		sort.Strings(lines)
+		for _, l := range lines {
+			b.WriteString(l)
+		}
+	}
 	return b.String()
 }

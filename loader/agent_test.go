@@ -142,6 +142,7 @@ func TestAgent(t *testing.T) {
 		t.Errorf("sluice-agent status: %v\n%s", err, status)
 	}
 	expect("first generation", map[int]string{8080: "allowed", 9090: "dropped", 7070: "dropped"})
+	waitFor("the drops counted by the policy that isolates b", has(`sluice_policy_drops_total{verdict="default_deny",direction="ingress",policy="NetworkPolicy default/b-from-a",rule="",source=""} `))
 
 	// A pod created after the compile is attached and reported as not
 	// enforced; a and b, which the artifact knows, are not.

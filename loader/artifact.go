@@ -262,7 +262,8 @@ func ReadArtifact(dir string) (*Artifact, error) {
 }
 
 // ReadDatapath reads what the datapath loads from a node's artifact
-// directory — the manifest, the map images, node.json and runtime.json —
+// directory — the manifest, the map images, node.json, runtime.json and
+// rules.json —
 // and checks the format and the checksum of each of those files. The
 // review files (dumps, listings, ir.json: most of the bytes of a large
 // cluster's artifact) are neither read nor checked.
@@ -271,7 +272,7 @@ func ReadDatapath(dir string) (*Artifact, error) {
 }
 
 func datapathFile(name string) bool {
-	return strings.HasPrefix(name, "maps/") || name == "node.json" || name == "runtime.json"
+	return strings.HasPrefix(name, "maps/") || name == "node.json" || name == "runtime.json" || name == "rules.json"
 }
 
 // fileCache reads a file shared by several node artifacts (hard links)

@@ -32,6 +32,8 @@ type Datapath struct {
 	// runtimeWritten are the runtime pods (see SetRuntimePods) whose
 	// entries this generation's maps hold beyond their images.
 	runtimeWritten map[netip.Addr]bool
+	rules          []emit.RuleSummary
+	groupPolicies  map[uint32][]string
 }
 
 // ProgramFor returns the program to attach for an endpoint: its policy's
@@ -140,6 +142,9 @@ type genPlan struct {
 	// runtime table.
 	known   map[netip.Addr]bool
 	runtime *emit.RuntimeTable
+	// rules and groupPolicies name what rule_drops counts.
+	rules         []emit.RuleSummary
+	groupPolicies map[uint32][]string
 }
 
 // instructions generates the instructions of the named programs.
@@ -167,7 +172,7 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 	features := FeaturesOf(a.Manifest)
 	p := &genPlan{dir: a.Dir, spec: &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)},
 		endpointPolicy: map[string]uint32{}, fingerprints: map[string]string{}, images: map[string][]byte{},
-		generate: map[string]func() asm.Instructions{}}
+		generate: map[string]func() asm.Instructions{}, groupPolicies: map[uint32][]string{}}
 	for name := range p.spec.Programs {
 		p.fingerprints[name] = fmt.Sprintf("%s %+v", name, features)
 	}
@@ -179,6 +184,7 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 		}
 		inline := emit.InlineEntriesOf(a.Files["maps/policy.bin"])
 		for _, g := range ns.Groups {
+			p.groupPolicies[g.Policy] = g.Policies
 			if g.Shared {
 				continue
 			}
@@ -232,9 +238,16 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 		return nil, err
 	}
 	p.known = endpointAddrs(a)
+	if rj, ok := a.Files["rules.json"]; ok {
+		if err := json.Unmarshal(rj, &p.rules); err != nil {
+			return nil, fmt.Errorf("%s/rules.json: %w", a.Dir, err)
+		}
+	}
 	// Conntrack is node state: a fresh map here; the agent keeps its own
 	// across generations.
 	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
+	// Drops by rule are the generation's: its rule numbers are its keys.
+	cs.Maps[bpf.MapRuleDrops] = &ebpf.MapSpec{Name: bpf.MapRuleDrops, Type: ebpf.PerCPUHash, KeySize: 4, ValueSize: 8, MaxEntries: bpf.RuleDropsEntries}
 	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
 		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
 	return p, nil
@@ -263,6 +276,7 @@ func (p *genPlan) load(nodeState map[string]*ebpf.Map) (*Datapath, error) {
 func (p *genPlan) attach(dp *Datapath) {
 	dp.EndpointPolicy, dp.fingerprints, dp.images = p.endpointPolicy, p.fingerprints, p.images
 	dp.known, dp.runtimeTable, dp.runtimeWritten = p.known, p.runtime, map[netip.Addr]bool{}
+	dp.rules, dp.groupPolicies = p.rules, p.groupPolicies
 }
 
 func loadCollection(dir string, cs *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*Datapath, error) {

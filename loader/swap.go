@@ -53,6 +53,7 @@ type Switch struct {
 	endpoints map[string]*attachment
 	freeSlots []uint32
 	runtime   map[netip.Addr]PodRef // pods to enforce beyond what the artifact lists (SetRuntimePods)
+	ruleDrops map[RuleDrop]uint64   // drop counts harvested from generations no longer serving
 
 	// Generation counts the swaps that took effect.
 	Generation uint64
@@ -293,7 +294,13 @@ func (s *Switch) Swap(a *Artifact) error {
 	}
 	var dp *Datapath
 	var info SwapInfo
-	if s.idleGen != nil && !s.FullSwaps && s.settle() == nil {
+	settled := s.settle() == nil
+	if s.idleGen != nil && settled {
+		// No packet runs the idle generation any more: keep its drop
+		// counts before it is rewritten or replaced.
+		s.harvestRuleDrops(s.idleGen)
+	}
+	if s.idleGen != nil && !s.FullSwaps && settled {
 		var dirty bool
 		dp, info, dirty, err = s.update(s.idleGen, p)
 		switch {
