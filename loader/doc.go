@@ -37,4 +37,37 @@
 // and so the serving generation, untouched. The old half is not cleared:
 // a packet that read the word just before the flip still finds its
 // program, and the next swap overwrites it entry by entry.
+//
+// # Incremental swaps
+//
+// The generation that served before the last flip stays loaded in the
+// idle half. The next swap rewrites it into the new generation rather than
+// building one from scratch (update.go): programs whose code is unchanged
+// (same fingerprint: direction, features, inline entries) are kept, the
+// others loaded through the verifier against the idle maps, and each map
+// gets only the entries that differ between its image and the new one.
+// Then the idle half is flipped in as in a full swap, so atomicity is the
+// same. It is safe to write the idle maps because no packet runs them:
+// after every flip the switch waits out an RCU grace period (an update of
+// a map-of-maps returns only after one, and TC programs run inside RCU
+// read-side sections), off the swap's path, and the next swap waits for
+// that wait to have ended. Programs are loaded before any map is touched;
+// a failure after that drops the idle generation and the swap builds the
+// new one in full, as it does when the map set or a map's shape changed.
+//
+// # Pods the artifact does not list
+//
+// SetRuntimePods writes, for each of the node's pods whose address the
+// artifact does not list, an endpoints entry and an ipcache entry into the
+// serving generation, and every later one, resolved through the
+// artifact's runtime table (emit.RuntimeTable): the workload's identity
+// and policy numbers, else the init identity. An incremental swap first
+// puts the idle maps back to their images.
+//
+// # Drops by rule
+//
+// Each generation counts its policy drops in its own rule_drops map, keyed
+// by its rule numbers. Before the idle generation is rewritten or
+// replaced, the switch adds its counts, named through its rules.json and
+// node.json, to totals that outlive it.
 package loader
