@@ -198,13 +198,15 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 	}()
 
+	// Three generations in turn, so that each incremental swap rewrites
+	// the idle half for real; every tenth swap is a full one.
 	const swaps = 100
+	third := swapArtifact(t, swapAllow+"    - {port: 7070}\n")
 	var worst, total time.Duration
+	incremental := 0
 	for i := 0; i < swaps; i++ {
-		next := allowMore
-		if i%2 == 1 {
-			next = allow
-		}
+		next := []*Artifact{allowMore, allow, third}[i%3]
+		sw.FullSwaps = i%10 == 9
 		start := time.Now()
 		if err := sw.Swap(next); err != nil {
 			close(stop)
@@ -214,6 +216,13 @@ func TestSwapUnderLoad(t *testing.T) {
 		d := time.Since(start)
 		total += d
 		worst = max(worst, d)
+		if sw.LastSwap.Incremental && sw.LastSwap.MapWrites+sw.LastSwap.MapDeletes+sw.LastSwap.ProgramsLoaded > 0 {
+			incremental++
+		}
+	}
+	sw.FullSwaps = false
+	if incremental < 80 {
+		t.Errorf("only %d of %d swaps rewrote the idle half incrementally", incremental, swaps)
 	}
 	time.Sleep(100 * time.Millisecond)
 	close(stop)
