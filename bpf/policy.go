@@ -95,6 +95,9 @@ type Features struct {
 	// LPM trie (emit makes that map when the ipcache is large enough for
 	// it to pay).
 	ExactIPCache bool
+	// Services: the artifact has the service maps (services, backends,
+	// services_local), so its generation has socket load balancing.
+	Services bool
 }
 
 // PolicyProgram returns a policy program for one direction.

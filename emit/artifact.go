@@ -52,6 +52,10 @@ type Options struct {
 	NodeFiles func(summary NodeSummary, policy []byte) map[string][]byte
 	// ExactIPCacheMin overrides ExactIPCacheMin (for tests).
 	ExactIPCacheMin int
+	// NoBackends is what a connection to a service frontend without
+	// backends gets: "reject" (the default: refused at once, as kube-proxy
+	// does) or "drop" (it times out).
+	NoBackends string
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -142,6 +146,13 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 		return nil, err
 	}
 	p.exactMin = opts.ExactIPCacheMin
+	switch opts.NoBackends {
+	case "", "reject":
+		p.reject = true
+	case "drop":
+	default:
+		return nil, fmt.Errorf("no-backends mode %q: accepted are reject and drop", opts.NoBackends)
+	}
 	lbs, err := p.buildLB()
 	if err != nil {
 		return nil, err

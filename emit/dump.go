@@ -239,7 +239,11 @@ func svcFlags(v ServiceValue) string {
 		out = append(out, "internalTrafficPolicy=Local")
 	}
 	if v.Flags2&SvcFlag2NoBackends != 0 {
-		out = append(out, "no backends")
+		if v.Flags2&SvcFlag2Reject != 0 {
+			out = append(out, "no backends: reject")
+		} else {
+			out = append(out, "no backends: drop")
+		}
 	}
 	out = append(out, fmt.Sprintf("backends=%d", v.Count))
 	return ", " + strings.Join(out, ", ")

@@ -39,7 +39,8 @@ const (
 	SvcFlagLocalInternal uint8 = 1 << 6 // internal traffic: use services_local
 
 	// Service flags2 (master entry).
-	SvcFlag2NoBackends uint8 = 1 << 0 // no active backend: reject or drop
+	SvcFlag2NoBackends uint8 = 1 << 0 // no active backend
+	SvcFlag2Reject     uint8 = 1 << 1 // with no backend, refuse at once (else drop)
 
 	ScopeAll   uint8 = 0
 	ScopeLocal uint8 = 1

@@ -59,7 +59,8 @@ type plan struct {
 	hasRequires  map[*ir.Policy]bool // fromRequires or toRequires
 
 	sharedMaps map[string]*Image
-	exactMin   int // Options.ExactIPCacheMin
+	exactMin   int  // Options.ExactIPCacheMin
+	reject     bool // Options.NoBackends is reject
 	ruleOnce   sync.Once
 	ruleStr    []string
 }

@@ -159,16 +159,17 @@ func (p *plan) buildLB() (*lb, error) {
 			}
 		}
 		what := fmt.Sprintf("%s %s", fe.svc.Key(), fe.kind)
-		out.services = append(out.services, master(fe, ScopeAll, rev, flags, active, what))
+		out.services = append(out.services, master(fe, ScopeAll, rev, flags, p.reject, active, what))
 		for slot, b := range active {
 			out.services = append(out.services, svcEntry{key: ServiceKey{Addr: fe.addr, Port: fe.dport, Slot: uint16(slot + 1), Proto: uint8(fe.port.Proto)},
 				val: ServiceValue{Backend: ids[beKey{b.IP, b.Port, b.Proto}], RevNat: rev}, what: b.Pod})
 		}
 		if localScope {
+			reject := p.reject
 			for _, node := range p.nodes {
 				loc := activeBackends(fe.svc, fe.port, node)
 				p := &out.local
-				(*p)[node] = append((*p)[node], master(fe, ScopeLocal, rev, flags, loc, what+" (local)"))
+				(*p)[node] = append((*p)[node], master(fe, ScopeLocal, rev, flags, reject, loc, what+" (local)"))
 				for slot, b := range loc {
 					(*p)[node] = append((*p)[node], svcEntry{key: ServiceKey{Addr: fe.addr, Port: fe.dport, Slot: uint16(slot + 1), Proto: uint8(fe.port.Proto), Scope: ScopeLocal},
 						val: ServiceValue{Backend: ids[beKey{b.IP, b.Port, b.Proto}], RevNat: rev}, what: b.Pod})
@@ -179,8 +180,11 @@ func (p *plan) buildLB() (*lb, error) {
 	return out, nil
 }
 
-func master(fe frontend, scope uint8, rev uint16, flags uint8, active []*ir.Backend, what string) svcEntry {
+func master(fe frontend, scope uint8, rev uint16, flags uint8, reject bool, active []*ir.Backend, what string) svcEntry {
 	v := ServiceValue{Count: uint16(len(active)), RevNat: rev, Flags: flags}
+	if reject {
+		v.Flags2 |= SvcFlag2Reject
+	}
 	if flags&SvcFlagAffinity != 0 {
 		v.Backend = fe.svc.AffinityTimeout
 	}

@@ -79,13 +79,34 @@ var expectedLayout = map[string][3]int{
 // FeaturesOf says which datapath choices an artifact was compiled with.
 func FeaturesOf(m emit.Manifest) bpf.Features {
 	var f bpf.Features
+	lb := 0
 	for _, mm := range m.Maps {
-		if mm.Name == bpf.MapIPCacheExact {
+		switch mm.Name {
+		case bpf.MapIPCacheExact:
 			f.ExactIPCache = true
+		case bpf.MapServices, bpf.MapBackends, bpf.MapServicesLocal:
+			lb++
 		}
 	}
+	f.Services = lb == 3
 	return f
 }
+
+// nodeStateSpecs are the maps that outlive generations: conntrack, the
+// drop counters, and the socket load balancer's reverse translations and
+// affinities. LoadArtifact creates them for its generation alone; a
+// Switch creates (or adopts) them once and passes them to each.
+func nodeStateSpecs() []*ebpf.MapSpec {
+	return []*ebpf.MapSpec{
+		{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize, ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)},
+		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
+		{Name: bpf.MapSockRevNat, Type: ebpf.LRUHash, KeySize: bpf.SockRevNatKeySize, ValueSize: bpf.SockRevNatValueSize, MaxEntries: bpf.SockDefaultEntries},
+		{Name: bpf.MapSockAffinity, Type: ebpf.LRUHash, KeySize: bpf.SockAffinityKeySize, ValueSize: bpf.SockAffinityValueSize, MaxEntries: bpf.SockDefaultEntries},
+	}
+}
+
+// sockProgram names a socket load-balancing program among a generation's.
+func sockProgram(h bpf.SockHook) string { return "sock-" + h.String() }
 
 // ProgramSpecs returns the generic programs of a node's datapath.
 func ProgramSpecs(f bpf.Features) map[string]*ebpf.ProgramSpec {
@@ -93,6 +114,12 @@ func ProgramSpecs(f bpf.Features) map[string]*ebpf.ProgramSpec {
 	for _, dir := range []bpf.Direction{bpf.FromContainer, bpf.ToContainer} {
 		name := strings.ReplaceAll(dir.String(), "-", "_")
 		out[dir.String()] = &ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.PolicyProgram(dir, f)}
+	}
+	if f.Services {
+		for h := range bpf.SockHooks {
+			out[sockProgram(h)] = &ebpf.ProgramSpec{Name: "sl_" + h.String(), Type: ebpf.CGroupSockAddr, AttachType: h.AttachType(),
+				License: "Dual BSD/GPL", Instructions: bpf.SockProgram(h)}
+		}
 	}
 	return out
 }
@@ -243,13 +270,13 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 			return nil, fmt.Errorf("%s/rules.json: %w", a.Dir, err)
 		}
 	}
-	// Conntrack is node state: a fresh map here; the agent keeps its own
-	// across generations.
-	cs.Maps[bpf.MapDrops] = &ebpf.MapSpec{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons}
+	// Node state (conntrack, ...): fresh maps here; a Switch passes its
+	// own, which outlive generations.
 	// Drops by rule are the generation's: its rule numbers are its keys.
 	cs.Maps[bpf.MapRuleDrops] = &ebpf.MapSpec{Name: bpf.MapRuleDrops, Type: ebpf.PerCPUHash, KeySize: 4, ValueSize: 8, MaxEntries: bpf.RuleDropsEntries}
-	cs.Maps[bpf.MapConntrack] = &ebpf.MapSpec{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize,
-		ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)}
+	for _, spec := range nodeStateSpecs() {
+		cs.Maps[spec.Name] = spec
+	}
 	return p, nil
 }
 
@@ -320,7 +347,7 @@ func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 // policy lookup, one line per test.
 func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 	out := map[string][]byte{}
-	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache}) {
+	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true}) {
 		out["programs/"+name+".txt"] = []byte(ProgramListing(spec.Instructions))
 	}
 	entries := emit.InlineEntriesOf(policy)

@@ -39,15 +39,17 @@ const tcActShot = 2
 // map update, after which every packet on every endpoint runs the new
 // generation, and before which every packet runs the old one. See doc.go.
 type Switch struct {
-	pinDir    string               // where everything is pinned; "" for nothing
-	nodeState map[string]*ebpf.Map // conntrack and drops, by map name
-	progs     *ebpf.Map            // program array: key progKey(slot, dir, half)
-	active    *ebpf.Map            // array of one uint32: the serving half
-	half      uint32               // the serving half, as last written
-	serving   bool                 // a half serves (swapped in, or adopted from pins)
-	slots     *ebpf.Map            // endpoint name → slot and ifindex, so a restart can adopt
-	gen       *Datapath            // the serving generation; nil before the first Swap
-	idleGen   *Datapath            // the generation the idle half holds, to rewrite; nil for none
+	pinDir    string                   // where everything is pinned; "" for nothing
+	nodeState map[string]*ebpf.Map     // conntrack and drops, by map name
+	progs     *ebpf.Map                // program array: key progKey(slot, dir, half)
+	active    *ebpf.Map                // array of one uint32: the serving half
+	half      uint32                   // the serving half, as last written
+	serving   bool                     // a half serves (swapped in, or adopted from pins)
+	slots     *ebpf.Map                // endpoint name → slot and ifindex, so a restart can adopt
+	sockProgs [bpf.SockHooks]*ebpf.Map // per socket hook, a program array by half
+	sock      *sockAttachment          // the socket load balancer's cgroup attachment; nil for none
+	gen       *Datapath                // the serving generation; nil before the first Swap
+	idleGen   *Datapath                // the generation the idle half holds, to rewrite; nil for none
 	barrier   *rcuBarrier
 	settled   chan error // the RCU barrier started after the last flip; nil once waited for
 	endpoints map[string]*attachment
@@ -93,12 +95,13 @@ func NewSwitch(pinDir string) (*Switch, error) {
 			return nil, err
 		}
 	}
-	specs := []*ebpf.MapSpec{
-		{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize, ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)},
-		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
-		{Name: "sl_gen_progs", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: MaxEndpoints * 4},
-		{Name: "sl_gen_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
-		{Name: "sl_slots", Type: ebpf.Hash, KeySize: slotKeySize, ValueSize: 8, MaxEntries: MaxEndpoints},
+	specs := append(nodeStateSpecs(),
+		&ebpf.MapSpec{Name: "sl_gen_progs", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: MaxEndpoints * 4},
+		&ebpf.MapSpec{Name: "sl_gen_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
+		&ebpf.MapSpec{Name: "sl_slots", Type: ebpf.Hash, KeySize: slotKeySize, ValueSize: 8, MaxEntries: MaxEndpoints},
+	)
+	for h := range bpf.SockHooks {
+		specs = append(specs, &ebpf.MapSpec{Name: sockArrayName(h), Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 2})
 	}
 	adopted := 0
 	for _, spec := range specs {
@@ -117,6 +120,12 @@ func NewSwitch(pinDir string) (*Switch, error) {
 			s.active = m
 		case "sl_slots":
 			s.slots = m
+		case sockArrayName(bpf.SockConnect4), sockArrayName(bpf.SockSendmsg4), sockArrayName(bpf.SockRecvmsg4), sockArrayName(bpf.SockGetpeername4):
+			for h := range bpf.SockHooks {
+				if spec.Name == sockArrayName(h) {
+					s.sockProgs[h] = m
+				}
+			}
 		default:
 			s.nodeState[spec.Name] = m
 		}
@@ -245,6 +254,7 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 			}
 		}
 	}
+	s.adoptSock()
 	// An earlier agent ran: the word names the half it served (or half 0,
 	// empty, had it never swapped); the next swap goes into the other.
 	s.serving = true
@@ -330,6 +340,10 @@ func (s *Switch) Swap(a *Artifact) error {
 			dp.Close()
 			return err
 		}
+	}
+	if err := s.fillSock(dp, idle); err != nil {
+		dp.Close()
+		return err
 	}
 	if err := s.active.Put(uint32(0), idle); err != nil {
 		dp.Close()
@@ -545,6 +559,9 @@ func (s *Switch) Close() {
 			d.Close()
 		}
 	}
+	if s.sock != nil {
+		s.sock.close()
+	}
 	for _, g := range []*Datapath{s.gen, s.idleGen} {
 		if g != nil {
 			g.Close()
@@ -554,7 +571,7 @@ func (s *Switch) Close() {
 		s.settle()
 		s.barrier.close()
 	}
-	for _, m := range []*ebpf.Map{s.progs, s.active, s.slots} {
+	for _, m := range append([]*ebpf.Map{s.progs, s.active, s.slots}, s.sockProgs[:]...) {
 		if m != nil {
 			m.Close()
 		}
@@ -571,7 +588,12 @@ func (s *Switch) Uninstall() error {
 		s.Detach(n)
 	}
 	var errs []error
-	for _, m := range append([]*ebpf.Map{s.progs, s.active, s.slots}, s.nodeState[bpf.MapConntrack], s.nodeState[bpf.MapDrops]) {
+	errs = append(errs, s.DetachCgroup())
+	maps := append([]*ebpf.Map{s.progs, s.active, s.slots}, s.sockProgs[:]...)
+	for _, m := range s.nodeState {
+		maps = append(maps, m)
+	}
+	for _, m := range maps {
 		if m != nil && s.pinDir != "" {
 			errs = append(errs, m.Unpin())
 		}

@@ -71,6 +71,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stats := fs.String("stats", "", "also write build statistics as JSON to this file")
 	quiet := fs.Bool("q", false, "print only errors")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	noBackends := fs.String("no-backends", "reject", "what a connection to a service without backends gets: reject (refused at once, as kube-proxy does) or drop (it times out)")
 	fsync := fs.Bool("fsync", false, "make the output durable (syncfs) before swapping it in; without it a crash can leave files that fail their checksums, which readers then refuse")
 	sizes := emit.DefaultSizes()
 	fs.IntVar(&sizes.IPCache, "map-size-ipcache", sizes.IPCache, "max entries of the ipcache map")
@@ -90,6 +91,10 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "sluice compile: -o DIR is required")
+		return 2
+	}
+	if *noBackends != "reject" && *noBackends != "drop" {
+		fmt.Fprintf(stderr, "sluice compile: --no-backends %q: accepted are reject and drop\n", *noBackends)
 		return 2
 	}
 	if *cpuprofile != "" {
@@ -127,7 +132,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w.Durable = *fsync
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings, NoBackends: *noBackends})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)

@@ -1,0 +1,260 @@
+package loader
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testCgroup makes a cgroup v2 directory for one test, removed at the end.
+func testCgroup(t *testing.T) string {
+	t.Helper()
+	mounts, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := ""
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
+			root = f[1]
+			break
+		}
+	}
+	if root == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no cgroup v2 mount: the socket load balancer needs one")
+		}
+		t.Skip("no cgroup v2 mount")
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	dir := filepath.Join(root, "sluice-test-"+hex.EncodeToString(rnd[:]))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Processes left in it (a failed test) are killed first.
+		for range 50 {
+			if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+				return
+			}
+			os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0o644)
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Errorf("cgroup %s could not be removed", dir)
+	})
+	return dir
+}
+
+// sockClientProc is a client (see sockClient) in a cgroup and a network
+// namespace.
+type sockClientProc struct {
+	t   *testing.T
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startSockClient(t *testing.T, cgroup, netns string) *sockClientProc {
+	t.Helper()
+	cg, err := os.Open(cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command("ip", "netns", "exec", netns, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SLUICE_SOCK_CLIENT=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return &sockClientProc{t: t, in: in, out: bufio.NewReader(out)}
+}
+
+func (c *sockClientProc) do(format string, args ...any) string {
+	c.t.Helper()
+	fmt.Fprintf(c.in, format+"\n", args...)
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("the socket client: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// serveUDPEcho answers each datagram with the pod's name and the datagram.
+func serveUDPEcho(t *testing.T, pn *podNet, name string, port int) {
+	t.Helper()
+	var conn *net.UDPConn
+	if err := InNetNS(pn.podNS(name), func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(pn.pods[name]), Port: port})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			conn.WriteToUDP(append([]byte(name+" "), buf[:n]...), from)
+		}
+	}()
+}
+
+const sockServices = `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: dns, port: 53, targetPort: 5353, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec:
+  clusterIP: 10.96.0.11
+  selector: {app: nothing}
+  ports: [{port: 80, targetPort: 8080}, {name: u, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: default}
+spec:
+  clusterIP: 10.96.0.12
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  ports: [{port: 80, targetPort: 8080}]
+---
+`
+
+func sockPods(b2Label string) string {
+	pod := func(name, ip, app string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: %s}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", name, app, ip)
+	}
+	return pod("client", "10.77.0.2", "client") + pod("b1", "10.77.0.3", "web") + pod("b2", "10.77.0.4", b2Label)
+}
+
+// Socket-level load balancing, on real sockets: connects to a ClusterIP
+// land on its backends, spread evenly, with getpeername showing the
+// service; UDP through a ClusterIP answers from the service address;
+// ClientIP affinity pins a client; a service without backends is refused
+// at once; a swap that removes a backend sends new connections to the
+// others and leaves established ones alone.
+func TestSocketLB(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	pn := newPodNet(t, map[string]string{"client": "10.77.0.2", "b1": "10.77.0.3", "b2": "10.77.0.4"})
+	for _, b := range []string{"b1", "b2"} {
+		serveUDPEcho(t, pn, b, 5353)
+	}
+	gen := func(b2Label string) *Artifact {
+		_, out := compileYAML(t, sockPods(b2Label)+sockServices)
+		a, err := FromBuild(out.Artifacts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	sw, err := NewSwitch("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Swap(gen("web")); err != nil {
+		t.Fatal(err)
+	}
+	cg := testCgroup(t)
+	if err := sw.AttachCgroup(cg); err != nil {
+		t.Fatal(err)
+	}
+	c := startSockClient(t, cg, "slclient-"+pn.id)
+
+	// 400 connects: each lands on b1 or b2, the peer is the service, and
+	// the spread passes a chi-squared test (1 degree of freedom, p=0.001).
+	got := c.do("dial 10.96.0.10:80 400")
+	var n1, n2 int
+	if _, err := fmt.Sscanf(got, "ok b1=%d b2=%d peers=10.96.0.10:80", &n1, &n2); err != nil || n1+n2 != 400 {
+		t.Fatalf("400 connects to the ClusterIP: %q", got)
+	}
+	if chi2 := float64((n1-200)*(n1-200)+(n2-200)*(n2-200)) / 200; chi2 > 10.83 {
+		t.Errorf("backends b1 %d, b2 %d: chi-squared %.1f > 10.83", n1, n2, chi2)
+	}
+	t.Logf("400 connects: b1 %d, b2 %d", n1, n2)
+
+	for _, cmd := range []string{"udp", "udpconn"} {
+		got := c.do(cmd + " 10.96.0.10:53")
+		if !strings.HasPrefix(got, cmd+" ") || !strings.Contains(got, "=10.96.0.10:53 name=b") {
+			t.Errorf("%s through the ClusterIP: %q, want the answer from 10.96.0.10:53", cmd, got)
+		}
+	}
+
+	got = c.do("dial 10.96.0.12:80 30")
+	if !strings.HasPrefix(got, "ok b1=30 ") && !strings.HasPrefix(got, "ok b2=30 ") {
+		t.Errorf("30 connects with ClientIP affinity: %q, want one backend", got)
+	}
+
+	got = c.do("refuse 10.96.0.11:80")
+	var errno string
+	var ms int
+	if _, err := fmt.Sscanf(got, "failed %s %d", &errno, &ms); err != nil || errno != "ECONNREFUSED" || ms > 100 {
+		t.Errorf("a connect to a service without backends: %q, want ECONNREFUSED at once", got)
+	}
+	if got := c.do("udpsend 10.96.0.11:53"); got != "failed ECONNREFUSED" {
+		t.Errorf("a UDP send to a service without backends: %q, want ECONNREFUSED", got)
+	}
+
+	// Hold a connection on b2, then swap to a generation where b2 is no
+	// backend: new connections go to b1, the held one carries on.
+	if got := c.do("hold 10.96.0.10:80 b2"); got != "held b2" {
+		t.Fatalf("hold a connection on b2: %q", got)
+	}
+	if err := sw.Swap(gen("retired")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.do("dial 10.96.0.10:80 50"); got != "ok b1=50 peers=10.96.0.10:80" {
+		t.Errorf("50 connects after b2 left the service: %q", got)
+	}
+	if got := c.do("echo"); got != "echoed b2" {
+		t.Errorf("the connection held on b2 across the swap: %q", got)
+	}
+	if n := strconv.Itoa(int(sw.Generation)); n != "2" {
+		t.Errorf("generation %s", n)
+	}
+}
