@@ -73,7 +73,7 @@ func startSockClient(t *testing.T, cgroup, netns string) *sockClientProc {
 	}
 	defer cg.Close()
 	cmd := exec.Command("ip", "netns", "exec", netns, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SLUICE_SOCK_CLIENT=1")
+	cmd.Env = append(os.Environ(), SockClientEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -217,6 +217,12 @@ func TestSocketLB(t *testing.T) {
 		t.Errorf("backends b1 %d, b2 %d: chi-squared %.1f > 10.83", n1, n2, chi2)
 	}
 	t.Logf("400 connects: b1 %d, b2 %d", n1, n2)
+
+	for _, target := range []string{"10.77.0.3:8080", "10.96.0.10:80"} {
+		if got := c.do("latency %s 200", target); !strings.HasPrefix(got, "latency ") {
+			t.Errorf("200 connects to %s, closed at once: %q", target, got)
+		}
+	}
 
 	for _, cmd := range []string{"udp", "udpconn"} {
 		got := c.do(cmd + " 10.96.0.10:53")

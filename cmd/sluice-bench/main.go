@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/compiler/synth"
@@ -27,7 +28,12 @@ import (
 	"github.com/sluicenet/sluice/loader"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if os.Getenv(loader.SockClientEnv) != "" { // a child: the connect bench's client
+		os.Exit(loader.SockClient(os.Stdin, os.Stdout))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
@@ -40,6 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	example := fs.String("example", "examples/seed", "the example `directory` whose busiest node the swap table measures")
 	swapRuns := fs.Int("swap", 5, "swaps per artifact for the swap latency table (0: skip it; needs root)")
 	datapath := fs.Int("datapath", 1000000, "BPF_PROG_TEST_RUN repeats for the datapath table (0: skip it; needs root)")
+	connects := fs.Int("connects", 2000, "connects per round for the socket load balancing table (0: skip it; needs root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sluice-bench -sluice PATH [-work DIR] [-scale 1.0]")
 		fs.PrintDefaults()
@@ -83,7 +90,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		loader.PrintSwapBench(stdout, rows)
 	}
+	if *connects > 0 && os.Geteuid() == 0 {
+		fmt.Fprintln(stdout)
+		rows, err := benchConnects(*connects)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice-bench: connect: %v\n", err)
+			return 1
+		}
+		loader.PrintSockBench(stdout, rows)
+	}
 	return 0
+}
+
+// benchConnects measures connect() through ClusterIPs with 10, 1,000 and
+// 10,000 services loaded, against connects to the pod IP.
+func benchConnects(n int) ([]loader.SockBenchResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var cases []loader.SockBenchCase
+	for _, services := range []int{10, 1000, 10000} {
+		var b strings.Builder
+		for _, p := range []struct{ name, ip string }{{"client", loader.BenchClientIP}, {"server", loader.BenchServerIP}} {
+			fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: %s}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", p.name, p.name, p.ip)
+		}
+		clusterIP := func(i int) string { return fmt.Sprintf("10.96.%d.%d", i/250, i%250+1) }
+		for i := range services {
+			fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: s%d, namespace: default}\nspec: {clusterIP: %s, selector: {app: server}, ports: [{port: 80, targetPort: 8080}]}\n---\n", i, clusterIP(i))
+		}
+		_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(b.String()), compiler.Options{})
+		if len(diags) > 0 {
+			return nil, diags.Err()
+		}
+		out, err := emit.Build(cl, emit.Options{})
+		if err != nil {
+			return nil, err
+		}
+		a, err := loader.FromBuild(out.Artifacts[0])
+		if err != nil {
+			return nil, err
+		}
+		cases = append(cases, loader.SockBenchCase{Services: services, Artifact: a, Frontend: clusterIP(services/2) + ":80"})
+	}
+	return loader.BenchSockConnect(self, cases, 7, n)
 }
 
 // benchSwaps measures swap latency for the bundled example's busiest node

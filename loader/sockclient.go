@@ -1,0 +1,233 @@
+package loader
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SockClientEnv set in the environment makes a binary that calls
+// SockClient at start (the loader tests, sluice-bench) a socket client:
+// the socket load balancer acts on the sockets of processes in a cgroup,
+// so probes through it run as a child process started in that cgroup and
+// a pod's network namespace.
+const SockClientEnv = "SLUICE_SOCK_CLIENT"
+
+// SockClient reads commands, one per line, and answers each with a line:
+//
+//	dial ADDR:PORT N      TCP connects; "ok NAME=COUNT... peers=ADDR,..." (getpeername)
+//	hold ADDR:PORT NAME   connect until NAME answers, keep that connection; "held NAME"
+//	echo                  a line on the held connection; "echoed NAME"
+//	udp ADDR:PORT         unconnected sendto, recvfrom; "udp src=ADDR name=NAME"
+//	udpconn ADDR:PORT     connected UDP; "udpconn peer=ADDR name=NAME"
+//	refuse ADDR:PORT      a TCP connect expected to fail; "failed ERRNO MILLISECONDS"
+//	udpsend ADDR:PORT     an unconnected sendto expected to fail; "failed ERRNO"
+//	latency ADDR:PORT N   N connect+close; "latency NANOSECONDS-PER-CONNECT"
+func SockClient(in io.Reader, out io.Writer) int {
+	var held net.Conn
+	var heldR *bufio.Reader
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		fmt.Fprintln(out, sockCommand(f, &held, &heldR))
+	}
+	return 0
+}
+
+func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
+	arg := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
+	switch f[0] {
+	case "dial":
+		n, _ := strconv.Atoi(arg(2))
+		names, peers := map[string]int{}, map[string]bool{}
+		for range n {
+			c, err := net.DialTimeout("tcp", arg(1), time.Second)
+			if err != nil {
+				return "err " + err.Error()
+			}
+			peers[peerOf(c)] = true
+			name, err := echoName(c, bufio.NewReader(c))
+			c.Close()
+			if err != nil {
+				return "err " + err.Error()
+			}
+			names[name]++
+		}
+		var parts []string
+		for name, k := range names {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, k))
+		}
+		sort.Strings(parts)
+		var ps []string
+		for p := range peers {
+			ps = append(ps, p)
+		}
+		sort.Strings(ps)
+		return "ok " + strings.Join(parts, " ") + " peers=" + strings.Join(ps, ",")
+	case "hold":
+		for range 100 {
+			c, err := net.DialTimeout("tcp", arg(1), time.Second)
+			if err != nil {
+				return "err " + err.Error()
+			}
+			r := bufio.NewReader(c)
+			if name, err := echoName(c, r); err == nil && name == arg(2) {
+				*held, *heldR = c, r
+				return "held " + name
+			}
+			c.Close()
+		}
+		return "err no connection reached " + arg(2)
+	case "echo":
+		if *held == nil {
+			return "err nothing held"
+		}
+		name, err := echoName(*held, *heldR)
+		if err != nil {
+			return "err " + err.Error()
+		}
+		return "echoed " + name
+	case "udp", "udpconn":
+		var c net.Conn
+		var pc net.PacketConn
+		var err error
+		if f[0] == "udp" {
+			pc, err = net.ListenPacket("udp4", ":0")
+		} else {
+			c, err = net.Dial("udp4", arg(1))
+		}
+		if err != nil {
+			return "err " + err.Error()
+		}
+		buf := make([]byte, 256)
+		var n int
+		var src string
+		if pc != nil {
+			defer pc.Close()
+			to, _ := net.ResolveUDPAddr("udp4", arg(1))
+			if _, err := pc.WriteTo([]byte("ping\n"), to); err != nil {
+				return "err " + err.Error()
+			}
+			pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			var from net.Addr
+			if n, from, err = pc.ReadFrom(buf); err != nil {
+				return "err " + err.Error()
+			}
+			src = from.String()
+			return fmt.Sprintf("udp src=%s name=%s", src, strings.Fields(string(buf[:n]))[0])
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return "err " + err.Error()
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err = c.Read(buf); err != nil {
+			return "err " + err.Error()
+		}
+		return fmt.Sprintf("udpconn peer=%s name=%s", peerOf(c), strings.Fields(string(buf[:n]))[0])
+	case "refuse":
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", arg(1), 3*time.Second)
+		if err == nil {
+			c.Close()
+			return "err connected"
+		}
+		return fmt.Sprintf("failed %s %d", errnoName(err), time.Since(start).Milliseconds())
+	case "udpsend":
+		pc, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return "err " + err.Error()
+		}
+		defer pc.Close()
+		to, _ := net.ResolveUDPAddr("udp4", arg(1))
+		if _, err := pc.WriteTo([]byte("ping\n"), to); err != nil {
+			return "failed " + errnoName(err)
+		}
+		return "err sent"
+	case "latency":
+		n, _ := strconv.Atoi(arg(2))
+		addr, err := netip.ParseAddrPort(arg(1))
+		if err != nil {
+			return "err " + err.Error()
+		}
+		sa := &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+		var total time.Duration
+		for range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return "err " + err.Error()
+			}
+			start := time.Now()
+			err = unix.Connect(fd, sa)
+			total += time.Since(start)
+			// Close with a reset: no TIME_WAIT, so that many rounds do not
+			// use up the ephemeral ports.
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			unix.Close(fd)
+			if err != nil {
+				return "err " + err.Error()
+			}
+		}
+		return fmt.Sprintf("latency %d", total.Nanoseconds()/int64(max(n, 1)))
+	}
+	return "err unknown command " + f[0]
+}
+
+// peerOf asks the kernel (getpeername) for a connected socket's peer.
+func peerOf(c net.Conn) string {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return "?"
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return "?"
+	}
+	peer := "?"
+	raw.Control(func(fd uintptr) {
+		if sa, err := unix.Getpeername(int(fd)); err == nil {
+			if in4, ok := sa.(*unix.SockaddrInet4); ok {
+				peer = netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String()
+			}
+		}
+	})
+	return peer
+}
+
+func echoName(c net.Conn, r *bufio.Reader) (string, error) {
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintln(c, "hello"); err != nil {
+		return "", err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.Fields(line)[0], nil
+}
+
+func errnoName(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	return strings.ReplaceAll(err.Error(), " ", "_")
+}
