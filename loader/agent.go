@@ -37,7 +37,11 @@ type AgentConfig struct {
 	Rescan time.Duration
 	// FullSwaps builds every generation from scratch (see Switch.FullSwaps).
 	FullSwaps bool
-	Log       *slog.Logger
+	// Cgroup is the cgroup v2 directory whose sockets the socket load
+	// balancer serves (the root, to replace kube-proxy); "none" detaches
+	// it; "" leaves it as it is (adopted, or not attached).
+	Cgroup string
+	Log    *slog.Logger
 }
 
 // Agent keeps a node's datapath in step with its artifact and its
@@ -92,7 +96,29 @@ func (a *Agent) Sync() error {
 	defer a.mu.Unlock()
 	errArt := a.syncArtifact()
 	errEp := a.syncEndpoints()
-	return errors.Join(errArt, errEp)
+	return errors.Join(errArt, errEp, a.syncCgroup())
+}
+
+// syncCgroup attaches the socket load balancer once a generation serves.
+func (a *Agent) syncCgroup() error {
+	switch {
+	case a.cfg.Cgroup == "" || !a.sw.serving:
+		return nil
+	case a.cfg.Cgroup == "none":
+		if a.sw.sock != nil {
+			a.cfg.Log.Info("socket load balancing detached")
+		}
+		return a.sw.DetachCgroup()
+	}
+	had := a.sw.sock != nil
+	if err := a.sw.AttachCgroup(a.cfg.Cgroup); err != nil {
+		a.cfg.Log.Error("socket load balancing not attached", "cgroup", a.cfg.Cgroup, "err", err)
+		return err
+	}
+	if !had {
+		a.cfg.Log.Info("socket load balancing attached", "cgroup", a.cfg.Cgroup)
+	}
+	return nil
 }
 
 func (a *Agent) fail(reason string, err error) error {
@@ -332,6 +358,8 @@ func (a *Agent) metrics() string {
 	for _, r := range reasons {
 		fmt.Fprintf(&b, "sluice_swap_failures_total{reason=%q} %d\n", r, a.failures[r])
 	}
+	metric("sluice_socket_lb", "1 when the socket load balancer is attached to a cgroup.", "gauge")
+	fmt.Fprintf(&b, "sluice_socket_lb %d\n", map[bool]int{true: 1}[a.sw.sock != nil])
 	metric("sluice_endpoints", "Endpoints attached.", "gauge")
 	fmt.Fprintf(&b, "sluice_endpoints %d\n", len(a.sw.endpoints))
 	metric("sluice_endpoints_runtime", "Pods the serving artifact does not list (created after the compile), enforced as pods of a workload of its runtime table.", "gauge")

@@ -117,7 +117,8 @@ func agentSetup(t *testing.T) (bin string, pn *podNet, work, artifacts, state, p
 		}
 	}
 	writeOutput(t, artifacts, swapAllow)
-	args = []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms"}
+	args = []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms",
+		"--cgroup", testCgroup(t)}
 	return
 }
 
@@ -131,9 +132,13 @@ func TestAgent(t *testing.T) {
 	agent := startAgent(t, pn, bin, args...)
 
 	get, waitFor, has, expect := agentProbes(t, pn)
-	waitFor("the first generation and two endpoints", func(m string) bool {
-		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
+	waitFor("the first generation, two endpoints and the socket load balancer", func(m string) bool {
+		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m) && has("sluice_socket_lb 1\n")(m)
 	})
+	cgroup := args[len(args)-1]
+	if n := cgroupPrograms(t, cgroup); n != 4 {
+		t.Errorf("%d programs on the cgroup's socket hooks, want 4", n)
+	}
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
@@ -215,8 +220,11 @@ func TestAgent(t *testing.T) {
 	writeOutput(t, artifacts, swapDeny)
 	agent = startAgent(t, pn, bin, args...)
 	waitFor("the restarted agent to swap in the newest output", func(m string) bool {
-		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m)
+		return has(`sluice_swaps_total{kind="full"} 1`+"\n")(m) && has("sluice_endpoints 2\n")(m) && has("sluice_socket_lb 1\n")(m)
 	})
+	if n := cgroupPrograms(t, cgroup); n != 4 {
+		t.Errorf("after the restart, %d programs on the cgroup's socket hooks, want the 4 adopted", n)
+	}
 	if !strings.Contains(agent.logs.String(), "adopted the pinned datapath") {
 		t.Error("the restarted agent did not say it adopted the pinned datapath")
 	}
@@ -242,6 +250,9 @@ func TestAgent(t *testing.T) {
 		t.Errorf("pins left after --uninstall: %v", left)
 	}
 	expect("after --uninstall", map[int]string{8080: "allowed", 7070: "refused"})
+	if n := cgroupPrograms(t, cgroup); n != 0 {
+		t.Errorf("after --uninstall, %d programs left on the cgroup's socket hooks", n)
+	}
 }
 
 // agentProbes returns probes of an agent in pn's node namespace: get

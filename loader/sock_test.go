@@ -15,35 +15,48 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluicenet/sluice/bpf"
 )
 
 // testCgroup makes a cgroup v2 directory for one test, removed at the end.
+// It lies under a mount of the cgroup v2 hierarchy of the test's own (in a
+// temporary directory), so that processes started with ip netns exec,
+// which mounts a fresh /sys, see it too.
 func testCgroup(t *testing.T) string {
 	t.Helper()
 	mounts, err := os.ReadFile("/proc/mounts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := ""
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
-			root = f[1]
-			break
-		}
-	}
-	if root == "" {
+	if !strings.Contains(string(mounts), " cgroup2 ") {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("no cgroup v2 mount: the socket load balancer needs one")
 		}
 		t.Skip("no cgroup v2 mount")
 	}
+	mnt, err := os.MkdirTemp("", "sluice-cgroup-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("none", mnt, "cgroup2", 0, ""); err != nil {
+		os.Remove(mnt)
+		t.Fatalf("mount cgroup2: %v", err)
+	}
 	var rnd [4]byte
 	rand.Read(rnd[:])
-	dir := filepath.Join(root, "sluice-test-"+hex.EncodeToString(rnd[:]))
+	dir := filepath.Join(mnt, "sluice-test-"+hex.EncodeToString(rnd[:]))
 	if err := os.Mkdir(dir, 0o755); err != nil {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		os.Remove(mnt)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		defer os.Remove(mnt)
+		defer unix.Unmount(mnt, unix.MNT_DETACH)
 		// Processes left in it (a failed test) are killed first.
 		for range 50 {
 			if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
@@ -55,6 +68,25 @@ func testCgroup(t *testing.T) string {
 		t.Errorf("cgroup %s could not be removed", dir)
 	})
 	return dir
+}
+
+// cgroupPrograms counts the programs attached to a cgroup's socket hooks.
+func cgroupPrograms(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for h := range bpf.SockHooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: h.AttachType()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(res.Programs)
+	}
+	return n
 }
 
 // sockClientProc is a client (see sockClient) in a cgroup and a network
