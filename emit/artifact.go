@@ -27,11 +27,12 @@ type MapSizes struct {
 	Services  int
 	Backends  int
 	RevNat    int
+	Maglev    int
 }
 
 // DefaultSizes are Cilium-like defaults (see the package documentation).
 func DefaultSizes() MapSizes {
-	return MapSizes{IPCache: 512000, Classes: 65536, Policy: 65536, Endpoints: 65535, Services: 262144, Backends: 262144, RevNat: 262144}
+	return MapSizes{IPCache: 512000, Classes: 65536, Policy: 65536, Endpoints: 65535, Services: 262144, Backends: 262144, RevNat: 262144, Maglev: 8192}
 }
 
 // Options tune Build.
@@ -56,6 +57,9 @@ type Options struct {
 	// backends gets: "reject" (the default: refused at once, as kube-proxy
 	// does) or "drop" (it times out).
 	NoBackends string
+	// MaglevTableSize is M, the entries of each external frontend's Maglev
+	// table (a prime; 0: DefaultMaglevTableSize).
+	MaglevTableSize int
 }
 
 // File is one file of an artifact. Files with Shared set have the same
@@ -153,6 +157,13 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	default:
 		return nil, fmt.Errorf("no-backends mode %q: accepted are reject and drop", opts.NoBackends)
 	}
+	p.maglevM = opts.MaglevTableSize
+	if p.maglevM == 0 {
+		p.maglevM = DefaultMaglevTableSize
+	}
+	if err := CheckMaglevTableSize(p.maglevM); err != nil {
+		return nil, err
+	}
 	lbs, err := p.buildLB()
 	if err != nil {
 		return nil, err
@@ -222,6 +233,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	st.Entries["services"] = len(lbs.services)
 	st.Entries["backends"] = len(lbs.backends)
 	st.Entries["revnat"] = len(lbs.revnat)
+	st.Entries["maglev"] = len(lbs.maglev)
 	var over []string
 	check := func(node, name string, n, max int) {
 		if n > max {
@@ -235,6 +247,7 @@ func Build(c *ir.Cluster, opts Options) (*Output, error) {
 	check("", "services", len(lbs.services), opts.Sizes.Services)
 	check("", "backends", len(lbs.backends), opts.Sizes.Backends)
 	check("", "revnat", len(lbs.revnat), opts.Sizes.RevNat)
+	check("", "maglev", len(lbs.maglev), opts.Sizes.Maglev)
 	for _, a := range out.Artifacts {
 		ns := a.Stats
 		st.PerNode = append(st.PerNode, ns)
@@ -311,7 +324,15 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		len(lbs.backends), func(i int, k, v []byte) { le.PutUint32(k, lbs.backends[i].id); lbs.backends[i].val.put(v) })
 	rn := image(MapSpec{Name: "revnat", Type: "hash", KeySize: RevNatKeySize, ValueSize: RevNatValueSize, Shared: true},
 		len(lbs.revnat), func(i int, k, v []byte) { le.PutUint16(k, lbs.revnat[i].idx); lbs.revnat[i].val.put(v) })
-	p.sharedMaps["services"], p.sharedMaps["backends"], p.sharedMaps["revnat"] = svc, be, rn
+	mg := image(MapSpec{Name: "maglev", Type: "hash", KeySize: MaglevKeySize, ValueSize: 4 * p.maglevM, Flags: flagNoPrealloc, Shared: true},
+		len(lbs.maglev), func(i int, k, v []byte) {
+			le.PutUint32(k, uint32(lbs.maglev[i].revnat))
+			for j, id := range lbs.maglev[i].table {
+				le.PutUint32(v[4*j:], id)
+			}
+		})
+	p.sharedMaps["services"], p.sharedMaps["backends"], p.sharedMaps["revnat"], p.sharedMaps["maglev"] = svc, be, rn, mg
+	add("maps/maglev.bin", mg.Data)
 	add("maps/services.bin", svc.Data)
 	add("maps/backends.bin", be.Data)
 	add("maps/revnat.bin", rn.Data)
@@ -324,6 +345,7 @@ func (p *plan) sharedFiles(lbs *lb) []*File {
 		{"dump/services.txt", func() []byte { return dumpServices(lbs.services, lbs.backends) }},
 		{"dump/backends.txt", func() []byte { return dumpBackends(lbs.backends, p.nodes) }},
 		{"dump/revnat.txt", func() []byte { return dumpRevNat(lbs.revnat) }},
+		{"dump/maglev.txt", func() []byte { return dumpMaglev(lbs, p.maglevM) }},
 		{"dump/rules.txt", p.dumpRules},
 		{"rules.json", p.rulesJSON},
 		{"dump/identities.txt", p.dumpIdentities},
@@ -499,6 +521,8 @@ func sizeOf(s MapSizes, name string) int {
 		return s.Backends
 	case "revnat":
 		return s.RevNat
+	case "maglev":
+		return s.Maglev
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,6 +248,31 @@ func svcFlags(v ServiceValue) string {
 	}
 	out = append(out, fmt.Sprintf("backends=%d", v.Count))
 	return ", " + strings.Join(out, ", ")
+}
+
+// dumpMaglev summarises each Maglev table: its frontend, size, and how
+// many entries each backend holds.
+func dumpMaglev(lbs *lb, m int) []byte {
+	return table(func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "# Maglev tables of %d entries, one per external frontend (NodePort, ExternalIP, LoadBalancer)\n", m)
+		fmt.Fprintln(w, "REVNAT\tFRONTEND\tBACKENDS\tENTRIES PER BACKEND (ID=COUNT)")
+		for _, e := range lbs.maglev {
+			counts := map[uint32]int{}
+			for _, id := range e.table {
+				counts[id]++
+			}
+			ids := make([]uint32, 0, len(counts))
+			for id := range counts {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			var parts []string
+			for _, id := range ids {
+				parts = append(parts, fmt.Sprintf("%d=%d", id, counts[id]))
+			}
+			fmt.Fprintf(w, "%d\t%s\t%d\t%s\n", e.revnat, e.what, len(ids), strings.Join(parts, " "))
+		}
+	})
 }
 
 func dumpBackends(bs []backendEntry, nodes []string) []byte {

@@ -240,6 +240,9 @@ func (v RevNatValue) put(b []byte) {
 	be.PutUint16(b[4:], v.Port)
 }
 
+// MaglevKeySize is the maglev map's key: the frontend's revnat index, u32.
+const MaglevKeySize = 4
+
 // Image is a map's contents: fixed-size records, key then value, in a
 // deterministic order (sorted by the entries' fields, which for LPM keys,
 // led by the prefix length, is not key-byte order). This is the format of

@@ -61,6 +61,7 @@ type plan struct {
 	sharedMaps map[string]*Image
 	exactMin   int  // Options.ExactIPCacheMin
 	reject     bool // Options.NoBackends is reject
+	maglevM    int  // Options.MaglevTableSize
 	ruleOnce   sync.Once
 	ruleStr    []string
 }

@@ -3,8 +3,10 @@ package emit
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/sluicenet/sluice/ir"
 )
@@ -31,7 +33,17 @@ type lb struct {
 	backends  []backendEntry
 	revnat    []revnatEntry
 	local     map[string][]svcEntry
+	maglev    []maglevEntry // by revnat
 	frontends int
+}
+
+// maglevEntry is an external frontend's Maglev table, in backend ids.
+type maglevEntry struct {
+	revnat uint16
+	what   string
+	names  []string // the backends, as Maglev hashes them
+	ids    []uint32 // their backend ids
+	table  []uint32
 }
 
 type backendEntry struct {
@@ -159,6 +171,20 @@ func (p *plan) buildLB() (*lb, error) {
 			}
 		}
 		what := fmt.Sprintf("%s %s", fe.svc.Key(), fe.kind)
+		// External frontends (NodePort, ExternalIPs, LoadBalancer) reached
+		// by packets rather than sockets pick backends by Maglev, so that
+		// every node picks the same one for a flow. With a Local external
+		// policy each node has its own backends: no table.
+		if external && !localScope && len(active) > 0 {
+			names := make([]string, len(active))
+			backendIDs := make([]uint32, len(active))
+			for i, b := range active {
+				names[i] = fmt.Sprintf("%s:%d/%s", b.IP, b.Port, b.Proto)
+				backendIDs[i] = ids[beKey{b.IP, b.Port, b.Proto}]
+			}
+			out.maglev = append(out.maglev, maglevEntry{revnat: rev, what: fmt.Sprintf("%s:%d/%s %s", fe.addr, fe.dport, fe.port.Proto, what),
+				names: names, ids: backendIDs})
+		}
 		out.services = append(out.services, master(fe, ScopeAll, rev, flags, p.reject, active, what))
 		for slot, b := range active {
 			out.services = append(out.services, svcEntry{key: ServiceKey{Addr: fe.addr, Port: fe.dport, Slot: uint16(slot + 1), Proto: uint8(fe.port.Proto)},
@@ -177,6 +203,23 @@ func (p *plan) buildLB() (*lb, error) {
 			}
 		}
 	}
+	// The tables are independent: fill them in parallel.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range out.maglev {
+		e := &out.maglev[i]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			idx := MaglevTable(e.names, p.maglevM)
+			e.table = make([]uint32, len(idx))
+			for j, k := range idx {
+				e.table[j] = e.ids[k]
+			}
+		}()
+	}
+	wg.Wait()
 	return out, nil
 }
 

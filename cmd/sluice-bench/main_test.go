@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/sluicenet/sluice/loader"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,9 @@ import (
 const fakeEnv = "SLUICE_BENCH_FAKE_COMPILER"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(loader.SockClientEnv) != "" { // the connect bench's client
+		os.Exit(loader.SockClient(os.Stdin, os.Stdout))
+	}
 	if mode := os.Getenv(fakeEnv); mode != "" {
 		os.Exit(fakeCompile(mode, os.Args[1:]))
 	}
@@ -80,7 +84,7 @@ func TestBench(t *testing.T) {
 	t.Setenv(fakeEnv, "ok")
 	work := t.TempDir()
 	var stdout, stderr strings.Builder
-	code := run([]string{"-sluice", os.Args[0], "-work", work, "-scale", "0.02", "-datapath", "20000", "-swap", "2", "-example", "../../examples/seed"}, &stdout, &stderr)
+	code := run([]string{"-sluice", os.Args[0], "-work", work, "-scale", "0.02", "-datapath", "20000", "-swap", "2", "-connects", "50", "-example", "../../examples/seed"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -88,7 +92,7 @@ func TestBench(t *testing.T) {
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	wants := []string{"size (pods)", "250", "500", "1000", "time(1)/time(½)", "largest size", "ipcache"}
 	if os.Geteuid() == 0 {
-		wants = append(wants, "swap latency", "seed, node")
+		wants = append(wants, "swap latency", "seed, node", "via ClusterIP", "10000")
 	}
 	for _, want := range wants {
 		if !strings.Contains(out, want) {

@@ -81,6 +81,8 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.IntVar(&sizes.Services, "map-size-services", sizes.Services, "max entries of the services maps")
 	fs.IntVar(&sizes.Backends, "map-size-backends", sizes.Backends, "max entries of the backends map")
 	fs.IntVar(&sizes.RevNat, "map-size-revnat", sizes.RevNat, "max entries of the reverse-NAT map")
+	fs.IntVar(&sizes.Maglev, "map-size-maglev", sizes.Maglev, "max Maglev tables (one per external frontend)")
+	maglevM := fs.Int("maglev-table-size", emit.DefaultMaglevTableSize, "entries of each Maglev table: a prime, well above 100 × the backends of any external frontend")
 	args, err := parse(fs, args)
 	if err != nil {
 		return 2
@@ -91,6 +93,10 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "sluice compile: -o DIR is required")
+		return 2
+	}
+	if err := emit.CheckMaglevTableSize(*maglevM); err != nil {
+		fmt.Fprintf(stderr, "sluice compile: --maglev-table-size: %v\n", err)
 		return 2
 	}
 	if *noBackends != "reject" && *noBackends != "drop" {
@@ -132,7 +138,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w.Durable = *fsync
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings, NoBackends: *noBackends})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings, NoBackends: *noBackends, MaglevTableSize: *maglevM})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
@@ -196,8 +202,9 @@ func summary(w io.Writer, set *schema.Set, objects int, res *compilerResult, b *
 	for _, d := range cl.Dropped {
 		fmt.Fprintf(w, "dropped (--drop-unenforceable): %s %s at %s: %s\n", d.Policy, d.Field, d.Source, d.Reason)
 	}
-	fmt.Fprintf(w, "shared maps: ipcache %d/%d, services %d/%d, backends %d/%d, revnat %d/%d (%d CIDR regions)\n",
-		st.Entries["ipcache"], sizes.IPCache, st.Entries["services"], sizes.Services, st.Entries["backends"], sizes.Backends, st.Entries["revnat"], sizes.RevNat, st.Regions)
+	fmt.Fprintf(w, "shared maps: ipcache %d/%d, services %d/%d, backends %d/%d, revnat %d/%d, maglev %d/%d (%d CIDR regions)\n",
+		st.Entries["ipcache"], sizes.IPCache, st.Entries["services"], sizes.Services, st.Entries["backends"], sizes.Backends, st.Entries["revnat"], sizes.RevNat,
+		st.Entries["maglev"], sizes.Maglev, st.Regions)
 	for _, n := range st.PerNode {
 		fmt.Fprintf(w, "node %s: %d endpoints, %d policies, classes %d/%d, policy %d/%d, endpoints %d/%d, services_local %d; policy state %.1f KiB\n",
 			n.Node, n.Endpoints, n.Policies, n.Entries["classes"], sizes.Classes, n.Entries["policy"], sizes.Policy, n.Entries["endpoints"], sizes.Endpoints, n.Entries["services_local"], float64(n.PolicyBytes)/1024)

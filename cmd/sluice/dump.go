@@ -11,7 +11,7 @@ import (
 )
 
 // dumpOrder is the order dump prints an artifact's maps in.
-var dumpOrder = []string{"endpoints", "policy", "classes", "ipcache", "services", "services_local", "backends", "revnat", "rules", "regions", "identities"}
+var dumpOrder = []string{"endpoints", "policy", "classes", "ipcache", "services", "services_local", "backends", "revnat", "maglev", "rules", "regions", "identities"}
 
 func cmdDump(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
