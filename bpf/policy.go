@@ -96,8 +96,10 @@ type Features struct {
 	// it to pay).
 	ExactIPCache bool
 	// Services: the artifact has the service maps (services, backends,
-	// services_local), so its generation has socket load balancing.
+	// services_local), so its generation has socket load balancing and
+	// the external device's programs; LB configures the latter.
 	Services bool
+	LB       LBConfig
 }
 
 // PolicyProgram returns a policy program for one direction.

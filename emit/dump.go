@@ -538,6 +538,9 @@ type NodeSummary struct {
 	// ExactIPCache says that the datapath looks peers up in ipcache_exact
 	// first (the ipcache is large enough for it to pay).
 	ExactIPCache bool `json:"exactIPCache,omitempty"`
+	// MaglevTableSize is the entries of each Maglev table (the external
+	// device's program is generated with it).
+	MaglevTableSize int `json:"maglevTableSize,omitempty"`
 }
 
 // GroupSummary is one policy number and its endpoints.
@@ -576,5 +579,6 @@ func (np *nodePlan) summary() NodeSummary {
 	}
 	s.Classes = len(np.classes)
 	s.ExactIPCache = np.p.exactIPCache()
+	s.MaglevTableSize = np.p.maglevM
 	return s
 }

@@ -86,9 +86,12 @@ func FeaturesOf(m emit.Manifest) bpf.Features {
 			f.ExactIPCache = true
 		case bpf.MapServices, bpf.MapBackends, bpf.MapServicesLocal:
 			lb++
+		case bpf.MapMaglev:
+			f.LB.MaglevM = uint32(mm.ValueSize / 4)
 		}
 	}
 	f.Services = lb == 3
+	f.LB.NodeIndex = m.NodeIndex
 	return f
 }
 
@@ -102,8 +105,15 @@ func nodeStateSpecs() []*ebpf.MapSpec {
 		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
 		{Name: bpf.MapSockRevNat, Type: ebpf.LRUHash, KeySize: bpf.SockRevNatKeySize, ValueSize: bpf.SockRevNatValueSize, MaxEntries: bpf.SockDefaultEntries},
 		{Name: bpf.MapSockAffinity, Type: ebpf.LRUHash, KeySize: bpf.SockAffinityKeySize, ValueSize: bpf.SockAffinityValueSize, MaxEntries: bpf.SockDefaultEntries},
+		{Name: bpf.MapLBNAT, Type: ebpf.LRUHash, KeySize: bpf.LBNATKey, ValueSize: bpf.LBNATValue, MaxEntries: bpf.LBNATSize},
 	}
 }
+
+// The external device's programs among a generation's.
+const (
+	netdevIngress = "netdev-ingress"
+	netdevEgress  = "netdev-egress"
+)
 
 // sockProgram names a socket load-balancing program among a generation's.
 func sockProgram(h bpf.SockHook) string { return "sock-" + h.String() }
@@ -116,6 +126,8 @@ func ProgramSpecs(f bpf.Features) map[string]*ebpf.ProgramSpec {
 		out[dir.String()] = &ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.PolicyProgram(dir, f)}
 	}
 	if f.Services {
+		out[netdevIngress] = &ebpf.ProgramSpec{Name: "sl_netdev_in", Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.NetdevIngress(f.LB)}
+		out[netdevEgress] = &ebpf.ProgramSpec{Name: "sl_netdev_out", Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: bpf.NetdevEgress()}
 		for h := range bpf.SockHooks {
 			out[sockProgram(h)] = &ebpf.ProgramSpec{Name: "sl_" + h.String(), Type: ebpf.CGroupSockAddr, AttachType: h.AttachType(),
 				License: "Dual BSD/GPL", Instructions: bpf.SockProgram(h)}
@@ -347,7 +359,7 @@ func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 // policy lookup, one line per test.
 func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 	out := map[string][]byte{}
-	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true}) {
+	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true, LB: bpf.LBConfig{NodeIndex: ns.Index, MaglevM: uint32(ns.MaglevTableSize)}}) {
 		out["programs/"+name+".txt"] = []byte(ProgramListing(spec.Instructions))
 	}
 	entries := emit.InlineEntriesOf(policy)

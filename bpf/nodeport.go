@@ -1,0 +1,480 @@
+package bpf
+
+import (
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluicenet/sluice/emit"
+)
+
+// Packet-level load balancing on the node's external device: traffic
+// from outside to a NodePort, an ExternalIP, a LoadBalancer IP (or a
+// ClusterIP routed here) is translated in TC, since no local socket
+// connects it. NetdevIngress picks a backend — by Maglev for external
+// frontends, so that every node picks the same one for a flow — and
+// rewrites the destination (DNAT). A backend on another node also gets the
+// source rewritten to the node address the client used (SNAT), so that
+// its replies come back here. MapLBNAT remembers both directions of each
+// flow: NetdevIngress reverses the SNAT-ed replies coming back from other
+// nodes, NetdevEgress the replies of local backends leaving the node.
+
+// MapLBNAT is the load balancer's NAT table: node state (an LRU hash), so
+// that flows outlive swaps.
+const (
+	MapLBNAT    = "lb_nat"
+	MapMaglev   = "maglev"
+	LBNATKey    = 16 // addr A [4] | addr B [4] | port A [2] | port B [2] | proto u8 | dir u8 | pad [2]
+	LBNATValue  = 24 // backend addr [4] | frontend addr [4] | backend port [2] | frontend port [2] | client addr [4] | client port [2] | revnat u16 | snat u8 | pad [3]
+	LBNATDirOut = 0  // keyed as the client sent it
+	LBNATDirRev = 1  // keyed as the backend replies
+	LBNATSize   = 262144
+)
+
+// LB features the programs are generated with.
+type LBConfig struct {
+	NodeIndex uint16 // this node, in the backends' node field
+	MaglevM   uint32 // entries of a Maglev table; 0: no maglev map
+}
+
+// Stack of the netdev programs.
+const (
+	npSaddr   = -4
+	npDaddr   = -8
+	npSport   = -10
+	npDport   = -12
+	npProto   = -16 // u32
+	npCsumOff = -20 // the L4 checksum's offset, 0: none (SCTP)
+	npCsumFl  = -24 // extra l4_csum_replace flags (BPF_F_MARK_MANGLED_0 for UDP)
+	npSvcKey  = -40 // 12 bytes (16 reserved)
+	npBackend = -44 // backend id
+	npRevNat  = -48 // u16, then the master's flags (u8) at -46 and flags2 at -45
+	npNATKey  = -64
+	npNATVal  = -88 // 24 bytes
+	npHash    = -92
+	npNew     = -96 // a new field value, for skb_store_bytes
+	npIPCKey  = -104
+	npCount   = -108
+)
+
+const (
+	ethIPCsum   = ethHdrLen + 10
+	ethIPSaddr  = ethHdrLen + 12
+	ethIPDaddr  = ethHdrLen + 16
+	fPseudoHdr  = 0x10
+	fMangled0   = 0x20
+	tcActOK     = 0
+	tcActShotLB = 2
+)
+
+// netdevParse loads the 5-tuple, the L4 checksum's offset and flags; a
+// packet that is not TCP, UDP or SCTP over unfragmented IPv4 passes.
+func netdevParse() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R7, asm.R6, skbData, asm.Word),
+		asm.LoadMem(asm.R8, asm.R6, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen),
+		asm.JGT.Reg(asm.R2, asm.R8, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),
+		asm.JNE.Imm(asm.R2, 0x0008, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R7, ethHdrLen+6, asm.Half), // fragments pass
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.And.Imm(asm.R2, 0x3fff),
+		asm.JNE.Imm(asm.R2, 0, "np_pass"),
+		asm.LoadMem(asm.R3, asm.R7, ethHdrLen+9, asm.Byte),
+		asm.StoreMem(asm.RFP, npProto, asm.R3, asm.Word),
+		asm.LoadMem(asm.R2, asm.R7, ethIPSaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npSaddr, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R7, ethIPDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npDaddr, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R7, ethHdrLen, asm.Byte),
+		asm.And.Imm(asm.R2, 0x0f),
+		asm.LSh.Imm(asm.R2, 2),
+		asm.JLT.Imm(asm.R2, ipv4MinHdrLen, "np_pass"),
+		asm.JGT.Imm(asm.R2, 60, "np_pass"),
+		asm.Add.Imm(asm.R2, ethHdrLen), // the L4 offset
+		asm.Mov.Reg(asm.R4, asm.R7),
+		asm.Add.Reg(asm.R4, asm.R2),
+		asm.Mov.Reg(asm.R5, asm.R4),
+		asm.Add.Imm(asm.R5, 8),
+		asm.JGT.Reg(asm.R5, asm.R8, "np_pass"),
+		asm.LoadMem(asm.R5, asm.R4, 0, asm.Half),
+		asm.StoreMem(asm.RFP, npSport, asm.R5, asm.Half),
+		asm.LoadMem(asm.R5, asm.R4, 2, asm.Half),
+		asm.StoreMem(asm.RFP, npDport, asm.R5, asm.Half),
+		asm.StoreImm(asm.RFP, npCsumFl, 0, asm.Word),
+		asm.Mov.Reg(asm.R5, asm.R2),
+		asm.JEq.Imm(asm.R3, 6, "np_tcp"),
+		asm.JEq.Imm(asm.R3, 17, "np_udp"),
+		asm.JNE.Imm(asm.R3, 132, "np_pass"),
+		// SCTP: its CRC32c covers no pseudo-header, so an address rewrite
+		// leaves it valid; ports are not rewritten (see below).
+		asm.StoreImm(asm.RFP, npCsumOff, 0, asm.Word),
+		asm.Ja.Label("np_parsed"),
+		asm.Add.Imm(asm.R5, 16).WithSymbol("np_tcp"),
+		asm.StoreMem(asm.RFP, npCsumOff, asm.R5, asm.Word),
+		asm.Ja.Label("np_parsed"),
+		asm.Add.Imm(asm.R5, 6).WithSymbol("np_udp"),
+		asm.StoreMem(asm.RFP, npCsumOff, asm.R5, asm.Word),
+		asm.StoreImm(asm.RFP, npCsumFl, fMangled0, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("np_parsed"),
+	}
+}
+
+// rewrite writes the value in stack slot newSlot over the packet field at
+// fieldOff (absolute, or relative to the L4 header when l4 is set: then
+// fieldOff is 0 for the source port, 2 for the destination), fixing the
+// IPv4 (addresses) and L4 checksums. oldSlot holds the field's value.
+func rewrite(field int32, size int, newSlot, oldSlot int16, label string) asm.Instructions {
+	var in asm.Instructions
+	isAddr := size == 4
+	sz := asm.Word
+	if !isAddr {
+		sz = asm.Half
+	}
+	if isAddr {
+		in = append(in,
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R2, ethIPCsum),
+			asm.LoadMem(asm.R3, asm.RFP, oldSlot, sz),
+			asm.LoadMem(asm.R4, asm.RFP, newSlot, sz),
+			asm.Mov.Imm(asm.R5, 4),
+			asm.FnL3CsumReplace.Call(),
+		)
+	}
+	flags := int32(size)
+	if isAddr {
+		flags |= fPseudoHdr
+	}
+	in = append(in,
+		asm.LoadMem(asm.R2, asm.RFP, npCsumOff, asm.Word),
+		asm.JEq.Imm(asm.R2, 0, label+"_store"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMem(asm.R3, asm.RFP, oldSlot, sz),
+		asm.LoadMem(asm.R4, asm.RFP, newSlot, sz),
+		asm.LoadMem(asm.R5, asm.RFP, npCsumFl, asm.Word),
+		asm.Or.Imm(asm.R5, flags),
+		asm.FnL4CsumReplace.Call(),
+	)
+	store := asm.Instructions{asm.Mov.Reg(asm.R1, asm.R6).WithSymbol(label + "_store")}
+	if isAddr {
+		store = append(store, asm.Mov.Imm(asm.R2, field))
+	} else {
+		// The L4 header starts where the checksum's offset says, less the
+		// checksum's place in it (TCP 16, UDP 6); SCTP ports stay.
+		store = append(store,
+			asm.LoadMem(asm.R2, asm.RFP, npCsumOff, asm.Word),
+			asm.JEq.Imm(asm.R2, 0, label+"_done"),
+			asm.LoadMem(asm.R3, asm.RFP, npProto, asm.Word),
+			asm.Sub.Imm(asm.R2, 6),
+			asm.JNE.Imm(asm.R3, 6, label+"_l4"),
+			asm.Sub.Imm(asm.R2, 10),
+			asm.Add.Imm(asm.R2, field).WithSymbol(label+"_l4"),
+		)
+	}
+	store = append(store,
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, int32(newSlot)),
+		asm.Mov.Imm(asm.R4, int32(size)),
+		asm.Mov.Imm(asm.R5, 0),
+		asm.FnSkbStoreBytes.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(label+"_done"),
+	)
+	return append(in, store...)
+}
+
+// NetdevIngress is the program on the external device's ingress.
+func NetdevIngress(cfg LBConfig) asm.Instructions {
+	in := netdevParse()
+	// A reply of a flow SNAT-ed to a backend on another node: back to the
+	// client, from the frontend.
+	in = append(in, natKey(npSaddr, npDaddr, npSport, npDport, LBNATDirRev)...)
+	in = append(in, mapLookup(MapLBNAT, npNATKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_out_lookup"),
+		asm.LoadMem(asm.R2, asm.R0, 20, asm.Byte), // snat
+		asm.JEq.Imm(asm.R2, 0, "np_out_lookup"),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word), // frontend addr → source
+		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 10, asm.Half), // frontend port
+		asm.StoreMem(asm.RFP, npNATVal, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.R0, 12, asm.Word), // client addr → destination
+		asm.StoreMem(asm.RFP, npNATVal+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 16, asm.Half), // client port
+		asm.StoreMem(asm.RFP, npNATVal+8, asm.R2, asm.Half),
+	)
+	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "rv_sa")...)
+	in = append(in, rewrite(0, 2, npNATVal, npSport, "rv_sp")...)
+	in = append(in, asm.LoadMem(asm.R2, asm.RFP, npNATVal+4, asm.Word), asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word))
+	in = append(in, rewrite(ethIPDaddr, 4, npNew, npDaddr, "rv_da")...)
+	in = append(in, rewrite(2, 2, npNATVal+8, npDport, "rv_dp")...)
+	in = append(in, asm.Ja.Label("np_pass"))
+
+	// A flow already translated: the same backend.
+	in = append(in, natKeyAt("np_out_lookup", npSaddr, npDaddr, npSport, npDport, LBNATDirOut)...)
+	in = append(in, mapLookup(MapLBNAT, npNATKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_service"),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.Ja.Label("np_translate"),
+	)
+	in = append(in, npService(cfg)...)
+	in = append(in, npTranslate()...)
+	return append(in,
+		asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("np_pass"),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, tcActShotLB).WithSymbol("np_drop"),
+		asm.Return(),
+	)
+}
+
+// natKey writes a lb_nat key: addresses and ports from stack slots.
+func natKey(a, b, pa, pb int16, dir uint8) asm.Instructions {
+	return natKeyAt("", a, b, pa, pb, dir)
+}
+
+func natKeyAt(label string, a, b, pa, pb int16, dir uint8) asm.Instructions {
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, a, asm.Word),
+		asm.StoreMem(asm.RFP, npNATKey, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, b, asm.Word),
+		asm.StoreMem(asm.RFP, npNATKey+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, pa, asm.Half),
+		asm.StoreMem(asm.RFP, npNATKey+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, pb, asm.Half),
+		asm.StoreMem(asm.RFP, npNATKey+10, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
+		asm.StoreMem(asm.RFP, npNATKey+12, asm.R2, asm.Byte),
+		asm.StoreImm(asm.RFP, npNATKey+13, int64(dir), asm.Byte),
+		asm.StoreImm(asm.RFP, npNATKey+14, 0, asm.Half),
+	}
+	if label != "" {
+		in[0] = in[0].WithSymbol(label)
+	}
+	return in
+}
+
+// npService finds the frontend and picks a backend, then records the
+// flow; it ends at np_translate with R9 the new lb_nat value.
+func npService(cfg LBConfig) asm.Instructions {
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word).WithSymbol("np_service"),
+		asm.StoreMem(asm.RFP, npSvcKey, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npDport, asm.Half),
+		asm.StoreMem(asm.RFP, npSvcKey+4, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, npSvcKey+6, 0, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
+		asm.StoreMem(asm.RFP, npSvcKey+8, asm.R2, asm.Byte),
+		asm.StoreImm(asm.RFP, npSvcKey+9, int64(emit.ScopeAll), asm.Byte),
+		asm.StoreImm(asm.RFP, npSvcKey+10, 0, asm.Half),
+		asm.StoreImm(asm.RFP, npSvcKey+12, 0, asm.Word),
+	}
+	in = append(in, mapLookup(MapServices, npSvcKey)...)
+	in = append(in, asm.JNE.Imm(asm.R0, 0, "np_master"))
+	// A NodePort: keyed on 0.0.0.0, for any of this node's addresses.
+	in = append(in,
+		asm.StoreImm(asm.RFP, npIPCKey, 32, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npIPCKey+4, asm.R2, asm.Word),
+	)
+	in = append(in, mapLookup(MapIPCache, npIPCKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R0, 12, asm.Byte),
+		asm.And.Imm(asm.R2, int32(emit.FlagNode)),
+		asm.JEq.Imm(asm.R2, 0, "np_pass"),
+		asm.StoreImm(asm.RFP, npSvcKey, 0, asm.Word),
+	)
+	in = append(in, mapLookup(MapServices, npSvcKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Half).WithSymbol("np_master"), // flags, flags2
+		asm.StoreMem(asm.RFP, npRevNat+2, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.R0, 6, asm.Half),
+		asm.StoreMem(asm.RFP, npRevNat, asm.R2, asm.Half),
+		asm.LoadMem(asm.R8, asm.R0, 4, asm.Half), // count
+		// externalTrafficPolicy: Local balances over this node's backends.
+		asm.LoadMem(asm.R2, asm.RFP, npRevNat+2, asm.Byte),
+		asm.And.Imm(asm.R2, int32(emit.SvcFlagLocalExternal)),
+		asm.JEq.Imm(asm.R2, 0, "np_have_master"),
+		asm.StoreImm(asm.RFP, npSvcKey+9, int64(emit.ScopeLocal), asm.Byte),
+	)
+	in = append(in, mapLookup(MapServicesLocal, npSvcKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_drop"),
+		asm.LoadMem(asm.R8, asm.R0, 4, asm.Half),
+		asm.JEq.Imm(asm.R8, 0, "np_drop").WithSymbol("np_have_master"),
+		asm.StoreMem(asm.RFP, npCount, asm.R8, asm.Word),
+	)
+	in = append(in, flowHash()...)
+	if cfg.MaglevM > 0 {
+		in = append(in,
+			asm.LoadMem(asm.R2, asm.RFP, npSvcKey+9, asm.Byte),
+			asm.JNE.Imm(asm.R2, int32(emit.ScopeAll), "np_slot"),
+			asm.LoadMem(asm.R2, asm.RFP, npRevNat, asm.Half),
+			asm.StoreMem(asm.RFP, npBackend, asm.R2, asm.Word),
+		)
+		in = append(in, mapLookup(MapMaglev, npBackend)...)
+		in = append(in,
+			asm.JEq.Imm(asm.R0, 0, "np_slot"),
+			asm.LoadMem(asm.R2, asm.RFP, npHash, asm.Word),
+			asm.Mod.Imm32(asm.R2, int32(cfg.MaglevM)),
+			asm.JGE.Imm(asm.R2, int32(cfg.MaglevM), "np_pass"), // for the verifier
+			asm.LSh.Imm(asm.R2, 2),
+			asm.Add.Reg(asm.R0, asm.R2),
+			asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+			asm.StoreMem(asm.RFP, npBackend, asm.R2, asm.Word),
+			asm.Ja.Label("np_backend"),
+		)
+	}
+	in = append(in,
+		asm.LoadMem(asm.R2, asm.RFP, npHash, asm.Word).WithSymbol("np_slot"),
+		asm.LoadMem(asm.R8, asm.RFP, npCount, asm.Word),
+		asm.Mod.Reg32(asm.R2, asm.R8),
+		asm.Add.Imm(asm.R2, 1),
+		asm.StoreMem(asm.RFP, npSvcKey+6, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npSvcKey+9, asm.Byte),
+		asm.JNE.Imm(asm.R2, int32(emit.ScopeAll), "np_slot_local"),
+	)
+	in = append(in, mapLookup(MapServices, npSvcKey)...)
+	in = append(in, asm.Ja.Label("np_have_slot"))
+	local := mapLookup(MapServicesLocal, npSvcKey)
+	local[0] = local[0].WithSymbol("np_slot_local")
+	in = append(in, local...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_drop").WithSymbol("np_have_slot"),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, npBackend, asm.R2, asm.Word),
+	)
+	bl := mapLookup(MapBackends, npBackend)
+	bl[0] = bl[0].WithSymbol("np_backend")
+	in = append(in, bl...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_drop"),
+		// The flow's value: backend, frontend, client, whether to SNAT.
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, npNATVal, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npNATVal+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npDport, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal+10, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npNATVal+12, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npSport, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal+16, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npRevNat, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal+18, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, npNATVal+20, 0, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Half), // the backend's node
+		asm.JEq.Imm(asm.R2, int32(cfg.NodeIndex), "np_record"),
+		asm.JEq.Imm(asm.R2, int32(emit.NodeNone), "np_record"), // not a pod of a known node: route it
+		asm.StoreImm(asm.RFP, npNATVal+20, 1, asm.Byte),
+	)
+	// The forward entry, keyed as the client sent it.
+	in = append(in, natKeyAt("np_record", npSaddr, npDaddr, npSport, npDport, LBNATDirOut)...)
+	in = append(in, mapUpdate(MapLBNAT, npNATKey, npNATVal)...)
+	// The reverse entry, keyed as the backend replies: to the client, or
+	// (SNAT) to this node's address with the client's port.
+	in = append(in,
+		asm.LoadMem(asm.R2, asm.RFP, npNATVal, asm.Word),
+		asm.StoreMem(asm.RFP, npNATKey, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.LoadMem(asm.R3, asm.RFP, npNATVal+20, asm.Byte),
+		asm.JEq.Imm(asm.R3, 0, "np_rev_client"),
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, npNATKey+4, asm.R2, asm.Word).WithSymbol("np_rev_client"),
+		asm.LoadMem(asm.R2, asm.RFP, npNATVal+8, asm.Half),
+		asm.StoreMem(asm.RFP, npNATKey+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npSport, asm.Half),
+		asm.StoreMem(asm.RFP, npNATKey+10, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, npNATKey+13, LBNATDirRev, asm.Byte),
+	)
+	in = append(in, mapUpdate(MapLBNAT, npNATKey, npNATVal)...)
+	in = append(in,
+		asm.Mov.Reg(asm.R9, asm.RFP),
+		asm.Add.Imm(asm.R9, npNATVal),
+	)
+	return in
+}
+
+// flowHash hashes the 5-tuple into npHash: the same function on every
+// node, so that Maglev picks the same backend for a flow anywhere.
+func flowHash() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.LoadMem(asm.R3, asm.RFP, npDaddr, asm.Word),
+		asm.Mul.Imm32(asm.R3, -1640531535), // 0x9e3779b1
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.LoadMem(asm.R3, asm.RFP, npDport, asm.Half),
+		asm.LoadMem(asm.R4, asm.RFP, npSport, asm.Half),
+		asm.LSh.Imm32(asm.R4, 16),
+		asm.Or.Reg32(asm.R3, asm.R4),
+		asm.Mul.Imm32(asm.R3, -2048144789), // 0x85ebca6b
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.LoadMem(asm.R3, asm.RFP, npProto, asm.Word),
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		// murmur3's finalizer.
+		asm.Mov.Reg32(asm.R3, asm.R2),
+		asm.RSh.Imm32(asm.R3, 16),
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.Mul.Imm32(asm.R2, -2048144789),
+		asm.Mov.Reg32(asm.R3, asm.R2),
+		asm.RSh.Imm32(asm.R3, 13),
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.Mul.Imm32(asm.R2, -1028477387), // 0xc2b2ae35
+		asm.Mov.Reg32(asm.R3, asm.R2),
+		asm.RSh.Imm32(asm.R3, 16),
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.StoreMem(asm.RFP, npHash, asm.R2, asm.Word),
+	}
+}
+
+// npTranslate rewrites the destination to the backend, and with SNAT the
+// source to the frontend address; R9 points to the flow's value.
+func npTranslate() asm.Instructions {
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word).WithSymbol("np_translate"),
+		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R9, 8, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.R9, 20, asm.Byte),
+		asm.StoreMem(asm.RFP, npNATVal+20, asm.R2, asm.Byte),
+		asm.LoadMem(asm.R2, asm.R9, 4, asm.Word),
+		asm.StoreMem(asm.RFP, npNATVal+4, asm.R2, asm.Word),
+	}
+	in = append(in, rewrite(ethIPDaddr, 4, npNew, npDaddr, "tr_da")...)
+	in = append(in, rewrite(2, 2, npNATVal+8, npDport, "tr_dp")...)
+	in = append(in,
+		asm.LoadMem(asm.R2, asm.RFP, npNATVal+20, asm.Byte),
+		asm.JEq.Imm(asm.R2, 0, "np_pass"),
+		asm.LoadMem(asm.R2, asm.RFP, npNATVal+4, asm.Word),
+		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
+	)
+	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "tr_sa")...)
+	return append(in, asm.Ja.Label("np_pass"))
+}
+
+// NetdevEgress is the program on the external device's egress: a reply of
+// a local backend to a client gets the frontend back as its source.
+func NetdevEgress() asm.Instructions {
+	in := netdevParse()
+	in = append(in, natKey(npSaddr, npDaddr, npSport, npDport, LBNATDirRev)...)
+	in = append(in, mapLookup(MapLBNAT, npNATKey)...)
+	in = append(in,
+		asm.JEq.Imm(asm.R0, 0, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R0, 20, asm.Byte), // SNAT-ed flows are reversed on ingress
+		asm.JNE.Imm(asm.R2, 0, "np_pass"),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word),
+		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 10, asm.Half),
+		asm.StoreMem(asm.RFP, npNATVal, asm.R2, asm.Half),
+	)
+	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "eg_sa")...)
+	in = append(in, rewrite(0, 2, npNATVal, npSport, "eg_sp")...)
+	return append(in,
+		asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("np_pass"),
+		asm.Return(),
+	)
+}

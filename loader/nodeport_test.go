@@ -1,0 +1,203 @@
+package loader
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicenet/sluice/bpf"
+)
+
+// Two nodes; web has backends on both, and a NodePort and an ExternalIP.
+const nodePortCluster = `apiVersion: v1
+kind: Node
+metadata: {name: n1}
+spec: {podCIDR: 10.77.0.0/24}
+status: {addresses: [{type: InternalIP, address: 192.168.77.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+spec: {podCIDR: 10.77.1.0/24}
+status: {addresses: [{type: InternalIP, address: 192.168.77.9}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  externalIPs: [203.0.113.10]
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080, nodePort: 30080}
+  - {name: dns, port: 53, targetPort: 5353, nodePort: 30053, protocol: UDP}
+---
+`
+
+func nodePortPods() string {
+	var s string
+	for _, p := range []struct{ name, ip, node string }{{"b1", "10.77.0.3", "n1"}, {"b2", "10.77.0.4", "n1"}, {"b3", "10.77.1.3", "n2"}} {
+		s += fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: web}}\nspec: {nodeName: %s, containers: [{name: c, image: i, ports: [{containerPort: 8080}]}]}\nstatus: {podIP: %s}\n---\n", p.name, p.node, p.ip)
+	}
+	return s
+}
+
+// withChecksums fills in a crafted packet's IPv4 and TCP/UDP checksums
+// (and the UDP length), so that a test can check the program's rewrites
+// keep them right.
+func withChecksums(b []byte) []byte {
+	ip := b[14:34]
+	l4 := b[34:]
+	if ip[9] == 17 {
+		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
+	}
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:], ^sum16(0, ip))
+	off := map[byte]int{6: 16, 17: 6}[ip[9]]
+	l4[off], l4[off+1] = 0, 0
+	binary.BigEndian.PutUint16(l4[off:], ^pseudoSum(ip, l4))
+	return b
+}
+
+func sum16(s uint32, b []byte) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
+
+func pseudoSum(ip, l4 []byte) uint16 {
+	var s uint32
+	s += uint32(sum16(0, ip[12:20]))
+	s += uint32(ip[9]) + uint32(len(l4))
+	return sum16(s, l4)
+}
+
+// checksumsOK says whether a packet's IPv4 and L4 checksums verify.
+func checksumsOK(b []byte) bool {
+	ip, l4 := b[14:34], b[34:]
+	return sum16(0, ip) == 0xffff && pseudoSum(ip, l4) == 0xffff
+}
+
+type flow struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+}
+
+func parseFlow(b []byte) flow {
+	return flow{netip.AddrFrom4([4]byte(b[26:30])), netip.AddrFrom4([4]byte(b[30:34])),
+		binary.BigEndian.Uint16(b[34:]), binary.BigEndian.Uint16(b[36:])}
+}
+
+func runPacket(t *testing.T, p *ebpf.Program, in []byte) (uint32, []byte) {
+	t.Helper()
+	out := make([]byte, len(in)+64)
+	ret, err := p.Run(&ebpf.RunOptions{Data: in, DataOut: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ret, out[:len(in)]
+}
+
+// The external device's programs, through BPF_PROG_TEST_RUN: a NodePort
+// flow is DNAT-ed to a backend chosen by Maglev — the same one on both
+// nodes — with checksums right; a flow to a backend on the other node is
+// also SNAT-ed to the node address, and its replies are reversed on the
+// way in; a local backend's replies get the frontend back on the way out;
+// the flow keeps its backend; flows spread over all backends; a flow to
+// an ExternalIP gets the same backend on either node.
+func TestNodePortPrograms(t *testing.T) {
+	requireBPF(t)
+	_, out := compileYAML(t, nodePortCluster+nodePortPods())
+	dps := map[string]*Datapath{}
+	for _, a := range out.Artifacts {
+		la, err := FromBuild(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp, err := LoadArtifact(la)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dp.Close()
+		dps[a.Node] = dp
+	}
+	in1, eg1 := dps["n1"].Programs[netdevIngress], dps["n1"].Programs[netdevEgress]
+	if in1 == nil || eg1 == nil {
+		t.Fatal("no external device programs in n1's generation")
+	}
+	client := netip.MustParseAddr("198.51.100.7")
+	node1 := netip.MustParseAddr("192.168.77.1")
+	backends := map[netip.Addr]string{netip.MustParseAddr("10.77.0.3"): "n1", netip.MustParseAddr("10.77.0.4"): "n1", netip.MustParseAddr("10.77.1.3"): "n2"}
+	counts := map[netip.Addr]int{}
+	for i := range 300 {
+		sport := uint16(40000 + i)
+		pkt := withChecksums(bpf.Packet(client, node1, 6, sport, 30080, 0x02))
+		ret, got := runPacket(t, in1, pkt)
+		f := parseFlow(got)
+		node, ok := backends[f.dst]
+		if ret != 0 || !ok || f.dport != 8080 || !checksumsOK(got) {
+			t.Fatalf("flow %d: ret %d, %s:%d -> %s:%d, checksums ok %v", i, ret, f.src, f.sport, f.dst, f.dport, checksumsOK(got))
+		}
+		counts[f.dst]++
+		wantSrc := client
+		if node != "n1" {
+			wantSrc = node1 // SNAT: the reply must come back through n1
+		}
+		if f.src != wantSrc || f.sport != sport {
+			t.Fatalf("flow %d to %s on %s: source %s:%d, want %s:%d", i, f.dst, node, f.src, f.sport, wantSrc, sport)
+		}
+		// The same flow again: the same backend.
+		if _, again := runPacket(t, in1, withChecksums(bpf.Packet(client, node1, 6, sport, 30080, 0x10))); parseFlow(again).dst != f.dst {
+			t.Fatalf("flow %d moved from %s to %s", i, f.dst, parseFlow(again).dst)
+		}
+		// A flow to the ExternalIP, which may reach either node (ECMP):
+		// each picks by its own Maglev table and NAT table, and they
+		// agree.
+		vip := netip.MustParseAddr("203.0.113.10")
+		// (Another source port: replies are told apart by their tuple.)
+		_, on1 := runPacket(t, in1, withChecksums(bpf.Packet(client, vip, 6, sport+1000, 80, 0x02)))
+		_, on2 := runPacket(t, dps["n2"].Programs[netdevIngress], withChecksums(bpf.Packet(client, vip, 6, sport+1000, 80, 0x02)))
+		if parseFlow(on1).dst != parseFlow(on2).dst || parseFlow(on1).dport != 8080 {
+			t.Fatalf("flow %d to the ExternalIP: n1 picked %s, n2 %s", i, parseFlow(on1).dst, parseFlow(on2).dst)
+		}
+		// The reply.
+		if node == "n1" {
+			_, rep := runPacket(t, eg1, withChecksums(bpf.Packet(f.dst, client, 6, 8080, sport, 0x12)))
+			if r := parseFlow(rep); r.src != node1 || r.sport != 30080 || r.dst != client || r.dport != sport || !checksumsOK(rep) {
+				t.Fatalf("flow %d: the local backend's reply leaves as %s:%d -> %s:%d (checksums ok %v)", i, r.src, r.sport, r.dst, r.dport, checksumsOK(rep))
+			}
+		} else {
+			_, rep := runPacket(t, in1, withChecksums(bpf.Packet(f.dst, node1, 6, 8080, sport, 0x12)))
+			if r := parseFlow(rep); r.src != node1 || r.sport != 30080 || r.dst != client || r.dport != sport || !checksumsOK(rep) {
+				t.Fatalf("flow %d: the remote backend's reply comes in as %s:%d -> %s:%d (checksums ok %v)", i, r.src, r.sport, r.dst, r.dport, checksumsOK(rep))
+			}
+		}
+	}
+	t.Logf("300 NodePort flows: %v", counts)
+	for b := range backends {
+		if counts[b] < 60 {
+			t.Errorf("backend %s got %d of 300 flows", b, counts[b])
+		}
+	}
+
+	// UDP to the ExternalIP, and traffic to no frontend, which passes as is.
+	ext := netip.MustParseAddr("203.0.113.10")
+	if _, got := runPacket(t, in1, withChecksums(bpf.Packet(client, ext, 17, 5000, 53, 0))); parseFlow(got).dport != 5353 || !checksumsOK(got) {
+		t.Errorf("UDP to the ExternalIP: %+v, checksums ok %v", parseFlow(got), checksumsOK(got))
+	}
+	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
+	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {
+		t.Errorf("traffic to no frontend was changed: %+v", parseFlow(got))
+	}
+}
