@@ -33,6 +33,10 @@ const (
 type LBConfig struct {
 	NodeIndex uint16 // this node, in the backends' node field
 	MaglevM   uint32 // entries of a Maglev table; 0: no maglev map
+	// NodeIP is the address flows to other nodes' backends are SNAT-ed
+	// to, as it sits in a packet; 0: no SNAT (such flows are routed as
+	// they are).
+	NodeIP uint32
 }
 
 // Stack of the netdev programs.
@@ -53,7 +57,47 @@ const (
 	npNew     = -96 // a new field value, for skb_store_bytes
 	npIPCKey  = -104
 	npCount   = -108
+	npFib     = -176 // struct bpf_fib_lookup, 64 bytes
+	npFibSrc  = -180
+	npFibDst  = -184
 )
+
+// fibRedirect sends a packet whose source is now this node's address (a
+// SNAT-ed flow, or a reply turned back to the client) straight out of the
+// device the FIB names, resolving the neighbour, rather than up the stack,
+// which drops packets from a local source arriving on a device as
+// martians. On a FIB miss the packet goes up the stack as it is.
+func fibRedirect(label string) asm.Instructions {
+	in := asm.Instructions{}
+	for off := int16(0); off < 64; off += 8 {
+		in = append(in, asm.StoreImm(asm.RFP, npFib+off, 0, asm.Word), asm.StoreImm(asm.RFP, npFib+off+4, 0, asm.Word))
+	}
+	return append(in,
+		asm.StoreImm(asm.RFP, npFib, 2, asm.Byte), // AF_INET
+		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
+		asm.StoreMem(asm.RFP, npFib+1, asm.R2, asm.Byte),
+		asm.LoadMem(asm.R2, asm.R6, 40, asm.Word), // skb->ifindex
+		asm.StoreMem(asm.RFP, npFib+8, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npFibSrc, asm.Word),
+		asm.StoreMem(asm.RFP, npFib+16, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npFibDst, asm.Word),
+		asm.StoreMem(asm.RFP, npFib+32, asm.R2, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, npFib),
+		asm.Mov.Imm(asm.R3, 64),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnFibLookup.Call(),
+		asm.JEq.Imm(asm.R0, 0, label+"_redirect"),
+		asm.JNE.Imm(asm.R0, 7, "np_pass"), // BPF_FIB_LKUP_RET_NO_NEIGH: redirect_neigh resolves it
+		asm.LoadMem(asm.R1, asm.RFP, npFib+8, asm.Word).WithSymbol(label+"_redirect"),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRedirectNeigh.Call(),
+		asm.Return(),
+	)
+}
 
 const (
 	ethIPCsum   = ethHdrLen + 10
@@ -202,13 +246,17 @@ func NetdevIngress(cfg LBConfig) asm.Instructions {
 		asm.StoreMem(asm.RFP, npNATVal+4, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R0, 16, asm.Half), // client port
 		asm.StoreMem(asm.RFP, npNATVal+8, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word),
+		asm.StoreMem(asm.RFP, npFibSrc, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 12, asm.Word),
+		asm.StoreMem(asm.RFP, npFibDst, asm.R2, asm.Word),
 	)
 	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "rv_sa")...)
 	in = append(in, rewrite(0, 2, npNATVal, npSport, "rv_sp")...)
 	in = append(in, asm.LoadMem(asm.R2, asm.RFP, npNATVal+4, asm.Word), asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word))
 	in = append(in, rewrite(ethIPDaddr, 4, npNew, npDaddr, "rv_da")...)
 	in = append(in, rewrite(2, 2, npNATVal+8, npDport, "rv_dp")...)
-	in = append(in, asm.Ja.Label("np_pass"))
+	in = append(in, fibRedirect("rv")...)
 
 	// A flow already translated: the same backend.
 	in = append(in, natKeyAt("np_out_lookup", npSaddr, npDaddr, npSport, npDport, LBNATDirOut)...)
@@ -219,7 +267,7 @@ func NetdevIngress(cfg LBConfig) asm.Instructions {
 		asm.Ja.Label("np_translate"),
 	)
 	in = append(in, npService(cfg)...)
-	in = append(in, npTranslate()...)
+	in = append(in, npTranslate(cfg)...)
 	return append(in,
 		asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("np_pass"),
 		asm.Return(),
@@ -370,8 +418,10 @@ func npService(cfg LBConfig) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R0, 8, asm.Half), // the backend's node
 		asm.JEq.Imm(asm.R2, int32(cfg.NodeIndex), "np_record"),
 		asm.JEq.Imm(asm.R2, int32(emit.NodeNone), "np_record"), // not a pod of a known node: route it
-		asm.StoreImm(asm.RFP, npNATVal+20, 1, asm.Byte),
 	)
+	if cfg.NodeIP != 0 {
+		in = append(in, asm.StoreImm(asm.RFP, npNATVal+20, 1, asm.Byte))
+	}
 	// The forward entry, keyed as the client sent it.
 	in = append(in, natKeyAt("np_record", npSaddr, npDaddr, npSport, npDport, LBNATDirOut)...)
 	in = append(in, mapUpdate(MapLBNAT, npNATKey, npNATVal)...)
@@ -383,7 +433,7 @@ func npService(cfg LBConfig) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
 		asm.LoadMem(asm.R3, asm.RFP, npNATVal+20, asm.Byte),
 		asm.JEq.Imm(asm.R3, 0, "np_rev_client"),
-		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.Mov.Imm32(asm.R2, int32(cfg.NodeIP)),
 		asm.StoreMem(asm.RFP, npNATKey+4, asm.R2, asm.Word).WithSymbol("np_rev_client"),
 		asm.LoadMem(asm.R2, asm.RFP, npNATVal+8, asm.Half),
 		asm.StoreMem(asm.RFP, npNATKey+8, asm.R2, asm.Half),
@@ -433,7 +483,7 @@ func flowHash() asm.Instructions {
 
 // npTranslate rewrites the destination to the backend, and with SNAT the
 // source to the frontend address; R9 points to the flow's value.
-func npTranslate() asm.Instructions {
+func npTranslate(cfg LBConfig) asm.Instructions {
 	in := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word).WithSymbol("np_translate"),
 		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
@@ -443,17 +493,22 @@ func npTranslate() asm.Instructions {
 		asm.StoreMem(asm.RFP, npNATVal+20, asm.R2, asm.Byte),
 		asm.LoadMem(asm.R2, asm.R9, 4, asm.Word),
 		asm.StoreMem(asm.RFP, npNATVal+4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word),
+		asm.StoreMem(asm.RFP, npNATVal+12, asm.R2, asm.Word), // the FIB's destination, with SNAT
 	}
 	in = append(in, rewrite(ethIPDaddr, 4, npNew, npDaddr, "tr_da")...)
 	in = append(in, rewrite(2, 2, npNATVal+8, npDport, "tr_dp")...)
 	in = append(in,
 		asm.LoadMem(asm.R2, asm.RFP, npNATVal+20, asm.Byte),
 		asm.JEq.Imm(asm.R2, 0, "np_pass"),
-		asm.LoadMem(asm.R2, asm.RFP, npNATVal+4, asm.Word),
+		asm.Mov.Imm32(asm.R2, int32(cfg.NodeIP)), // SNAT to this node
 		asm.StoreMem(asm.RFP, npNew, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, npFibSrc, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npNATVal+12, asm.Word),
+		asm.StoreMem(asm.RFP, npFibDst, asm.R2, asm.Word),
 	)
 	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "tr_sa")...)
-	return append(in, asm.Ja.Label("np_pass"))
+	return append(in, fibRedirect("tr")...)
 }
 
 // NetdevEgress is the program on the external device's egress: a reply of

@@ -541,6 +541,9 @@ type NodeSummary struct {
 	// MaglevTableSize is the entries of each Maglev table (the external
 	// device's program is generated with it).
 	MaglevTableSize int `json:"maglevTableSize,omitempty"`
+	// NodeIP is the node's address (its first InternalIP), the one flows
+	// to other nodes' backends are SNAT-ed to.
+	NodeIP netip.Addr `json:"nodeIP,omitzero"`
 }
 
 // GroupSummary is one policy number and its endpoints.
@@ -580,5 +583,6 @@ func (np *nodePlan) summary() NodeSummary {
 	s.Classes = len(np.classes)
 	s.ExactIPCache = np.p.exactIPCache()
 	s.MaglevTableSize = np.p.maglevM
+	s.NodeIP = np.p.tunnel[np.node]
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -41,6 +42,10 @@ type AgentConfig struct {
 	// balancer serves (the root, to replace kube-proxy); "none" detaches
 	// it; "" leaves it as it is (adopted, or not attached).
 	Cgroup string
+	// Device is the node's external network device, where NodePort,
+	// ExternalIP and LoadBalancer traffic from outside is load-balanced;
+	// "" for none.
+	Device string
 	Log    *slog.Logger
 }
 
@@ -214,6 +219,13 @@ func (a *Agent) syncEndpoints() error {
 			}
 		}
 	}
+	if a.cfg.Device != "" {
+		ifc, err := net.InterfaceByName(a.cfg.Device)
+		if err != nil {
+			return fmt.Errorf("external device: %w", err)
+		}
+		want[devicePrefix+a.cfg.Device] = ifc.Index
+	}
 	var errs []error
 	// Entries first, so that a pod's programs find it when they attach.
 	runtimePods, err := a.sw.SetRuntimePods(pods)
@@ -360,8 +372,18 @@ func (a *Agent) metrics() string {
 	}
 	metric("sluice_socket_lb", "1 when the socket load balancer is attached to a cgroup.", "gauge")
 	fmt.Fprintf(&b, "sluice_socket_lb %d\n", map[bool]int{true: 1}[a.sw.sock != nil])
+	pods, devices := 0, 0
+	for name := range a.sw.endpoints {
+		if isDevice(name) {
+			devices++
+		} else {
+			pods++
+		}
+	}
+	metric("sluice_external_devices", "External devices with the packet-level load balancer attached.", "gauge")
+	fmt.Fprintf(&b, "sluice_external_devices %d\n", devices)
 	metric("sluice_endpoints", "Endpoints attached.", "gauge")
-	fmt.Fprintf(&b, "sluice_endpoints %d\n", len(a.sw.endpoints))
+	fmt.Fprintf(&b, "sluice_endpoints %d\n", pods)
 	metric("sluice_endpoints_runtime", "Pods the serving artifact does not list (created after the compile), enforced as pods of a workload of its runtime table.", "gauge")
 	fmt.Fprintf(&b, "sluice_endpoints_runtime %d\n", len(a.runtimeByWorkload))
 	metric("sluice_endpoints_unenforced", "Pods the serving artifact does not list and no workload accounts for: reserved init identity, no policy of their own.", "gauge")

@@ -252,7 +252,7 @@ func dispatchedBench(a *Artifact) (*ebpf.Program, func(), error) {
 		return nil, nil, err
 	}
 	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(0, 1, 0))})
+		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(0, 1, 0), tcActShot)})
 	if err != nil {
 		sw.Close()
 		return nil, nil, err

@@ -115,6 +115,16 @@ const (
 	netdevEgress  = "netdev-egress"
 )
 
+// lbNodeIP is a node address as the load balancer's program compares and
+// writes it: the packet's bytes, loaded as a little-endian word.
+func lbNodeIP(a netip.Addr) uint32 {
+	if !a.Is4() {
+		return 0
+	}
+	b := a.As4()
+	return binary.LittleEndian.Uint32(b[:])
+}
+
 // sockProgram names a socket load-balancing program among a generation's.
 func sockProgram(h bpf.SockHook) string { return "sock-" + h.String() }
 
@@ -209,6 +219,14 @@ func inlineFingerprint(dir bpf.Direction, f bpf.Features, entries []emit.InlineE
 
 func planArtifact(a *Artifact) (*genPlan, error) {
 	features := FeaturesOf(a.Manifest)
+	var ns emit.NodeSummary
+	nj, haveSummary := a.Files["node.json"]
+	if haveSummary {
+		if err := json.Unmarshal(nj, &ns); err != nil {
+			return nil, fmt.Errorf("%s/node.json: %w", a.Dir, err)
+		}
+		features.LB.NodeIP = lbNodeIP(ns.NodeIP)
+	}
 	p := &genPlan{dir: a.Dir, spec: &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}, Programs: ProgramSpecs(features)},
 		endpointPolicy: map[string]uint32{}, fingerprints: map[string]string{}, images: map[string][]byte{},
 		generate: map[string]func() asm.Instructions{}, groupPolicies: map[uint32][]string{}}
@@ -216,11 +234,7 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 		p.fingerprints[name] = fmt.Sprintf("%s %+v", name, features)
 	}
 	cs := p.spec
-	if nj, ok := a.Files["node.json"]; ok {
-		var ns emit.NodeSummary
-		if err := json.Unmarshal(nj, &ns); err != nil {
-			return nil, fmt.Errorf("%s/node.json: %w", a.Dir, err)
-		}
+	if haveSummary {
 		inline := emit.InlineEntriesOf(a.Files["maps/policy.bin"])
 		for _, g := range ns.Groups {
 			p.groupPolicies[g.Policy] = g.Policies
@@ -359,7 +373,7 @@ func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 // policy lookup, one line per test.
 func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 	out := map[string][]byte{}
-	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true, LB: bpf.LBConfig{NodeIndex: ns.Index, MaglevM: uint32(ns.MaglevTableSize)}}) {
+	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true, LB: bpf.LBConfig{NodeIndex: ns.Index, MaglevM: uint32(ns.MaglevTableSize), NodeIP: lbNodeIP(ns.NodeIP)}}) {
 		out["programs/"+name+".txt"] = []byte(ProgramListing(spec.Instructions))
 	}
 	entries := emit.InlineEntriesOf(policy)

@@ -1,10 +1,14 @@
 package loader
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -199,5 +203,132 @@ func TestNodePortPrograms(t *testing.T) {
 	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
 	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {
 		t.Errorf("traffic to no frontend was changed: %+v", parseFlow(got))
+	}
+}
+
+// NodePort and ExternalIP from a client outside the cluster, on real
+// sockets: from a "world" namespace, over a bridge that also joins a
+// second node, through the first node's external device to backend pods
+// on that node and on the other one (SNAT-ed, its replies coming back
+// through the first node), the replies coming back from the frontend.
+func TestNodePortTraffic(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	pn := newPodNet(t, map[string]string{"b1": "10.77.0.3", "b2": "10.77.0.4"})
+	id := pn.id
+	fabric, world, node2, b3 := "slfab-"+id, "slworld-"+id, "slnode2-"+id, "slb3-"+id
+	for _, ns := range []string{fabric, world, node2, b3} {
+		ipCmd(t, "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	ipCmd(t, "-n", fabric, "link", "add", "br0", "type", "bridge")
+	ipCmd(t, "-n", fabric, "link", "set", "br0", "up")
+	ports := 0
+	join := func(ns, ifname, addr string) {
+		ports++
+		port := fmt.Sprintf("f%d%s", ports, id)
+		ipCmd(t, "-n", fabric, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns)
+		ipCmd(t, "-n", fabric, "link", "set", port, "master", "br0")
+		ipCmd(t, "-n", fabric, "link", "set", port, "up")
+		ipCmd(t, "-n", ns, "addr", "add", addr, "dev", ifname)
+		ipCmd(t, "-n", ns, "link", "set", ifname, "up")
+		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+	}
+	ext := "ext" + id
+	join(pn.node, ext, "192.168.77.1/24")
+	join(world, "eth0", "192.168.77.2/24")
+	join(node2, "eth0", "192.168.77.9/24")
+	ipCmd(t, "-n", world, "route", "add", "203.0.113.10/32", "via", "192.168.77.1")
+	// Native routing between the nodes' pod CIDRs.
+	ipCmd(t, "-n", pn.node, "route", "add", "10.77.1.0/24", "via", "192.168.77.9")
+	ipCmd(t, "-n", node2, "route", "add", "10.77.0.0/24", "via", "192.168.77.1")
+	ipCmd(t, "netns", "exec", node2, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	ipCmd(t, "-n", node2, "link", "add", "vb3", "type", "veth", "peer", "name", "eth0", "netns", b3)
+	ipCmd(t, "-n", node2, "link", "set", "vb3", "up")
+	ipCmd(t, "-n", node2, "route", "add", "10.77.1.3/32", "dev", "vb3")
+	ipCmd(t, "netns", "exec", node2, "sysctl", "-qw", "net.ipv4.conf.vb3.proxy_arp=1")
+	ipCmd(t, "-n", b3, "addr", "add", "10.77.1.3/32", "dev", "eth0")
+	ipCmd(t, "-n", b3, "link", "set", "eth0", "up")
+	ipCmd(t, "-n", b3, "route", "add", "default", "dev", "eth0")
+	var ln net.Listener
+	if err := InNetNS(pn.nsPath(b3), func() (err error) {
+		ln, err = net.Listen("tcp", "10.77.1.3:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go serveEcho(ln, "b3")
+	for _, b := range []string{"b1", "b2"} {
+		ipCmd(t, "-n", "sl"+b+"-"+id, "route", "add", "default", "dev", "eth0")
+	}
+
+	cluster := nodePortCluster
+	for _, p := range []struct{ name, ip, node string }{{"b1", "10.77.0.3", "n1"}, {"b2", "10.77.0.4", "n1"}, {"b3", "10.77.1.3", "n2"}} {
+		cluster += fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: web}}\nspec: {nodeName: %s, containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", p.name, p.node, p.ip)
+	}
+	_, out := compileYAML(t, cluster)
+	var a *Artifact
+	for _, art := range out.Artifacts {
+		if art.Node == "n1" {
+			var err error
+			if a, err = FromBuild(art); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sw, err := NewSwitch("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if err := sw.Swap(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := InNetNS(pn.nsPath(pn.node), func() error {
+		ifc, err := net.InterfaceByName(ext)
+		if err != nil {
+			return err
+		}
+		return sw.AttachDevice(ext, ifc.Index)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(addr string) (string, string, error) {
+		var name, peer string
+		err := InNetNS(pn.nsPath(world), func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			peer = c.RemoteAddr().String()
+			name, err = echoName(c, bufio.NewReader(c))
+			return err
+		})
+		return name, peer, err
+	}
+	for _, frontend := range []string{"192.168.77.1:30080", "203.0.113.10:80"} {
+		seen := map[string]int{}
+		for range 60 {
+			name, peer, err := dial(frontend)
+			if err != nil {
+				t.Fatalf("%s from outside (after %v): %v", frontend, seen, err)
+			}
+			if peer != frontend {
+				t.Fatalf("%s: connected to %s", frontend, peer)
+			}
+			seen[name]++
+		}
+		t.Logf("60 connections to %s: %v", frontend, seen)
+		for _, b := range []string{"b1", "b2", "b3"} {
+			if seen[b] == 0 {
+				t.Errorf("60 connections to %s reached %v: none %s", frontend, seen, b)
+			}
+		}
+	}
+	sw.DetachDevice(ext)
+	if _, _, err := dial("192.168.77.1:30080"); err == nil {
+		t.Errorf("the NodePort answered with the device detached")
 	}
 }

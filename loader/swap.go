@@ -402,6 +402,9 @@ func (s *Switch) fill(dp *Datapath, endpoint string, half uint32) error {
 	at := s.endpoints[endpoint]
 	for i, dir := range directions {
 		p := dp.ProgramFor(endpoint, dir)
+		if isDevice(endpoint) {
+			p = dp.Programs[[2]string{netdevIngress, netdevEgress}[i]]
+		}
 		if p == nil {
 			return fmt.Errorf("the generation has no %s program for %s", dir, endpoint)
 		}
@@ -455,7 +458,7 @@ func (s *Switch) Attach(endpoint string, ifindex int) error {
 	}
 	for i, tcx := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
 		d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-			Instructions: dispatcher(s.active.FD(), s.progs.FD(), progKey(at.slot, i, 0))})
+			Instructions: dispatcher(s.active.FD(), s.progs.FD(), progKey(at.slot, i, 0), fallbackVerdict(endpoint))})
 		if err != nil {
 			return fail(fmt.Errorf("load the %s dispatcher: %w", directions[i], err))
 		}
@@ -483,7 +486,7 @@ func (s *Switch) Attach(endpoint string, ifindex int) error {
 // dispatcher reads the serving half and tail-calls the endpoint's program
 // in it (key base+half). Should that slot be empty, it tries the other
 // half, and with no program at all it drops.
-func dispatcher(activeFD, progsFD int, base uint32) asm.Instructions {
+func dispatcher(activeFD, progsFD int, base uint32, fallback int32) asm.Instructions {
 	// Each tail call site has a constant key, so the JIT turns it into a
 	// direct jump patched when the array entry changes, rather than an
 	// indirect one (which costs more than the rest of the dispatcher).
@@ -512,11 +515,37 @@ func dispatcher(activeFD, progsFD int, base uint32) asm.Instructions {
 	insns = append(insns, half1...)
 	insns = append(insns, call(base)...)
 	insns = append(insns,
-		asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
+		asm.Mov.Imm(asm.R0, fallback).WithSymbol("drop"),
 		asm.Return(),
 	)
 	return insns
 }
+
+// devicePrefix names the external devices among the switch's endpoints
+// ('@' is in no Kubernetes name).
+const devicePrefix = "@device/"
+
+func isDevice(name string) bool { return strings.HasPrefix(name, devicePrefix) }
+
+// fallbackVerdict is what a dispatcher does with no program to run: an
+// endpoint drops (never unenforced); the external device passes (never a
+// node cut off).
+func fallbackVerdict(name string) int32 {
+	if isDevice(name) {
+		return 0 // TC_ACT_OK
+	}
+	return tcActShot
+}
+
+// AttachDevice runs the serving generation's load balancer on the node's
+// external device (NodePort, ExternalIPs, LoadBalancer IPs from outside):
+// on TCX ingress and egress of ifindex, swapped with the endpoints.
+func (s *Switch) AttachDevice(name string, ifindex int) error {
+	return s.Attach(devicePrefix+name, ifindex)
+}
+
+// DetachDevice removes it.
+func (s *Switch) DetachDevice(name string) { s.Detach(devicePrefix + name) }
 
 // Detach removes an endpoint's attachments and programs. Detaching an
 // endpoint that is not attached does nothing.

@@ -432,7 +432,7 @@ func TestDispatcherFallback(t *testing.T) {
 		return p
 	}
 	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(7, 1, 0))})
+		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(7, 1, 0), tcActShot)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,7 @@ func main() {
 	uninstall := fs.Bool("uninstall", false, "remove every attachment and pin the agent made, and exit")
 	rescan := fs.Duration("rescan", 10*time.Second, "period of a full rescan, for volumes that miss change events")
 	fullSwaps := fs.Bool("full-swaps", false, "build every generation from scratch, never by rewriting the previous one entry by entry")
+	device := fs.String("device", "", "the node's external network `device`, where NodePort, ExternalIP and LoadBalancer traffic from outside is load-balanced")
 	cgroup := fs.String("cgroup", "", "cgroup v2 `directory` whose sockets reach services through socket load balancing (the cgroup root, e.g. /sys/fs/cgroup, to replace kube-proxy); none: detach it")
 	fs.Parse(os.Args[1:])
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -63,7 +64,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sluice-agent: --node and --artifacts are required")
 		os.Exit(2)
 	}
-	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, PinDir: *pins, Rescan: *rescan, FullSwaps: *fullSwaps, Cgroup: *cgroup, Log: log})
+	agent, err := loader.NewAgent(loader.AgentConfig{Node: *node, Artifacts: *artifacts, CNIState: *state, PinDir: *pins, Rescan: *rescan, FullSwaps: *fullSwaps, Cgroup: *cgroup, Device: *device, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-agent:", err)
 		os.Exit(1)
