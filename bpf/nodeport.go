@@ -208,8 +208,14 @@ func rewrite(field int32, size int, newSlot, oldSlot int16, label string) asm.In
 		// checksum's place in it (TCP 16, UDP 6); SCTP ports stay.
 		store = append(store,
 			asm.LoadMem(asm.R2, asm.RFP, npCsumOff, asm.Word),
-			asm.JEq.Imm(asm.R2, 0, label+"_done"),
-			asm.LoadMem(asm.R3, asm.RFP, npProto, asm.Word),
+			asm.JNE.Imm(asm.R2, 0, label+"_csum"),
+			// SCTP: a new port would need the CRC32c of the whole packet
+			// recomputed; such a flow is dropped, not mistranslated.
+			asm.LoadMem(asm.R3, asm.RFP, oldSlot, asm.Half),
+			asm.LoadMem(asm.R4, asm.RFP, newSlot, asm.Half),
+			asm.JEq.Reg(asm.R3, asm.R4, label+"_done"),
+			asm.Ja.Label("np_drop"),
+			asm.LoadMem(asm.R3, asm.RFP, npProto, asm.Word).WithSymbol(label+"_csum"),
 			asm.Sub.Imm(asm.R2, 6),
 			asm.JNE.Imm(asm.R3, 6, label+"_l4"),
 			asm.Sub.Imm(asm.R2, 10),
@@ -355,6 +361,20 @@ func npService(cfg LBConfig) asm.Instructions {
 		asm.StoreMem(asm.RFP, npCount, asm.R8, asm.Word),
 	)
 	in = append(in, flowHash()...)
+	// ClientIP affinity: the client's address alone picks the backend (for
+	// as long as the backends stay; the timeout is the socket path's).
+	in = append(in,
+		asm.LoadMem(asm.R2, asm.RFP, npRevNat+2, asm.Byte),
+		asm.And.Imm(asm.R2, int32(emit.SvcFlagAffinity)),
+		asm.JEq.Imm(asm.R2, 0, "np_hashed"),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.Mul.Imm32(asm.R2, -1640531535),
+		asm.Mov.Reg32(asm.R3, asm.R2),
+		asm.RSh.Imm32(asm.R3, 16),
+		asm.Xor.Reg32(asm.R2, asm.R3),
+		asm.StoreMem(asm.RFP, npHash, asm.R2, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("np_hashed"),
+	)
 	if cfg.MaglevM > 0 {
 		in = append(in,
 			asm.LoadMem(asm.R2, asm.RFP, npSvcKey+9, asm.Byte),
@@ -530,6 +550,8 @@ func NetdevEgress() asm.Instructions {
 	in = append(in, rewrite(0, 2, npNATVal, npSport, "eg_sp")...)
 	return append(in,
 		asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("np_pass"),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, tcActShotLB).WithSymbol("np_drop"),
 		asm.Return(),
 	)
 }

@@ -40,6 +40,27 @@ spec:
   - {name: http, port: 80, targetPort: 8080, nodePort: 30080}
   - {name: dns, port: 53, targetPort: 5353, nodePort: 30053, protocol: UDP}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: sctp, namespace: default}
+spec:
+  clusterIP: 10.96.0.20
+  externalIPs: [203.0.113.20]
+  selector: {app: web}
+  ports:
+  - {name: same, port: 9000, targetPort: 9000, protocol: SCTP}
+  - {name: other, port: 9001, targetPort: 9999, protocol: SCTP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.30
+  sessionAffinity: ClientIP
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]
+---
 `
 
 func nodePortPods() string {
@@ -199,6 +220,25 @@ func TestNodePortPrograms(t *testing.T) {
 	ext := netip.MustParseAddr("203.0.113.10")
 	if _, got := runPacket(t, in1, withChecksums(bpf.Packet(client, ext, 17, 5000, 53, 0))); parseFlow(got).dport != 5353 || !checksumsOK(got) {
 		t.Errorf("UDP to the ExternalIP: %+v, checksums ok %v", parseFlow(got), checksumsOK(got))
+	}
+	// SCTP to an ExternalIP: the address is translated (its CRC32c
+	// covers no pseudo-header); a port change, which would need the CRC
+	// recomputed, is dropped rather than mistranslated.
+	sctpVIP := netip.MustParseAddr("203.0.113.20")
+	if ret, got := runPacket(t, in1, bpf.Packet(client, sctpVIP, 132, 5000, 9000, 0)); ret != 0 || parseFlow(got).dport != 9000 || backends[parseFlow(got).dst] == "" {
+		t.Errorf("SCTP to the ExternalIP: ret %d, %+v", ret, parseFlow(got))
+	}
+	if ret, _ := runPacket(t, in1, bpf.Packet(client, sctpVIP, 132, 5000, 9001, 0)); ret != 2 {
+		t.Errorf("SCTP to a frontend whose target port differs: ret %d, want a drop", ret)
+	}
+	// ClientIP affinity: one client, many flows, one backend.
+	sticky := map[netip.Addr]bool{}
+	for i := range 50 {
+		_, got := runPacket(t, in1, withChecksums(bpf.Packet(client, node1, 6, uint16(20000+i), 30090, 0x02)))
+		sticky[parseFlow(got).dst] = true
+	}
+	if len(sticky) != 1 {
+		t.Errorf("50 flows of one client to a ClientIP-affinity NodePort reached %d backends", len(sticky))
 	}
 	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
 	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {
