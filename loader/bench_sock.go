@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluicenet/sluice/bpf"
 )
 
 // SockBenchCase is one artifact for the connect latency table: a node
@@ -187,4 +193,49 @@ func PrintSockBench(w io.Writer, rows []SockBenchResult) {
 		fmt.Fprintf(w, "  %10d %12s %14s %9.2f×\n", r.Services, r.Direct.Round(10*time.Nanosecond), r.ClusterIP.Round(10*time.Nanosecond),
 			float64(r.ClusterIP)/float64(r.Direct))
 	}
+}
+
+// BenchNodePort measures the external device's ingress program with
+// BPF_PROG_TEST_RUN against the floor, in one run: a packet to no
+// frontend (what most of a node's traffic pays), and the packets of an
+// established NodePort flow (DNAT from the NAT table, checksums fixed).
+func BenchNodePort(w io.Writer, a *Artifact, client netip.Addr, node netip.AddrPort, repeat int) error {
+	dp, err := LoadArtifact(a)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	prog := dp.Programs[netdevIngress]
+	if prog == nil {
+		return fmt.Errorf("the artifact has no external device program")
+	}
+	floorProg, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		return err
+	}
+	defer floorProg.Close()
+	nodePort := bpf.Packet(client, node.Addr(), 6, 40000, node.Port(), 0x10)
+	other := bpf.Packet(client, node.Addr(), 6, 40000, 22, 0x10)
+	if _, err := prog.Run(&ebpf.RunOptions{Data: nodePort}); err != nil { // the flow's first packet
+		return err
+	}
+	fmt.Fprintf(w, "external device (NodePort), BPF_PROG_TEST_RUN, %d repeats, hot caches:\n", repeat)
+	fmt.Fprintf(w, "  %-36s %10s %8s\n", "path", "ns/packet", "x floor")
+	var floor time.Duration
+	for _, row := range []struct {
+		name string
+		prog *ebpf.Program
+		pkt  []byte
+	}{{"floor", floorProg, nodePort}, {"not a frontend (passes)", prog, other}, {"NodePort, established flow (DNAT)", prog, nodePort}} {
+		_, d, err := row.prog.Benchmark(row.pkt, repeat, nil)
+		if err != nil {
+			return err
+		}
+		if floor == 0 {
+			floor = d
+		}
+		fmt.Fprintf(w, "  %-36s %10.1f %8.2f\n", row.name, float64(d.Nanoseconds()), float64(d)/float64(floor))
+	}
+	return nil
 }

@@ -99,7 +99,54 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		loader.PrintSockBench(stdout, rows)
 	}
+	if *datapath > 0 && os.Geteuid() == 0 {
+		fmt.Fprintln(stdout)
+		if err := benchNodePort(stdout, *datapath); err != nil {
+			fmt.Fprintf(stderr, "sluice-bench: nodeport: %v\n", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// benchNodePort measures the external device's program on a node with
+// 10,000 services, one of them a NodePort.
+func benchNodePort(w io.Writer, repeat int) error {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDR: 10.78.0.0/24}\nstatus: {addresses: [{type: InternalIP, address: 192.168.78.1}]}\n---\n")
+	for i := range 3 {
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: server-%d, namespace: default, labels: {app: server}}\nspec: {nodeName: n1, containers: [{name: c, image: i}]}\nstatus: {podIP: 10.78.0.%d}\n---\n", i, i+2)
+	}
+	for i := range 10000 {
+		typ, np := "", ""
+		if i == 0 {
+			typ, np = "type: NodePort, ", ", nodePort: 30080"
+		}
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: s%d, namespace: default}\nspec: {%sclusterIP: 10.96.%d.%d, selector: {app: server}, ports: [{port: 80, targetPort: 8080%s}]}\n---\n",
+			i, typ, i/250, i%250+1, np)
+	}
+	_, cl, diags := compiler.Load([]string{"-"}, strings.NewReader(b.String()), compiler.Options{})
+	if len(diags) > 0 {
+		return diags.Err()
+	}
+	var nodePort uint16
+	for _, s := range cl.Services {
+		if s.Name == "s0" {
+			nodePort = s.Ports[0].NodePort
+		}
+	}
+	if nodePort == 0 {
+		return fmt.Errorf("the NodePort service got no node port")
+	}
+	out, err := emit.Build(cl, emit.Options{})
+	if err != nil {
+		return err
+	}
+	a, err := loader.FromBuild(out.Artifacts[0])
+	if err != nil {
+		return err
+	}
+	return loader.BenchNodePort(w, a, netip.MustParseAddr("198.51.100.7"), netip.AddrPortFrom(netip.MustParseAddr("192.168.78.1"), nodePort), repeat)
 }
 
 // benchConnects measures connect() through ClusterIPs with 10, 1,000 and

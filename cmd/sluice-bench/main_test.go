@@ -92,7 +92,7 @@ func TestBench(t *testing.T) {
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	wants := []string{"size (pods)", "250", "500", "1000", "time(1)/time(½)", "largest size", "ipcache"}
 	if os.Geteuid() == 0 {
-		wants = append(wants, "swap latency", "seed, node", "via ClusterIP", "10000")
+		wants = append(wants, "swap latency", "seed, node", "via ClusterIP", "10000", "NodePort, established flow")
 	}
 	for _, want := range wants {
 		if !strings.Contains(out, want) {
