@@ -198,17 +198,46 @@ spec:
 
 func sockPods(b2Label string) string {
 	pod := func(name, ip, app string) string {
-		return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: %s}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", name, app, ip)
+		return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: %s, pod: %s}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", name, app, name, ip)
 	}
 	return pod("client", "10.77.0.2", "client") + pod("b1", "10.77.0.3", "web") + pod("b2", "10.77.0.4", b2Label)
 }
+
+// Network policy applies to the backend, after translation: b1 admits
+// only pods labelled trusted, and a service whose one backend is b1 is
+// then unreachable to the client, which can still reach b2's.
+const sockPolicy = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b1-trusted-only, namespace: default}
+spec:
+  podSelector: {matchLabels: {pod: b1}}
+  ingress: [{from: [{podSelector: {matchLabels: {trusted: "yes"}}}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: to-b1, namespace: default}
+spec:
+  clusterIP: 10.96.0.13
+  selector: {pod: b1}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: to-b2, namespace: default}
+spec:
+  clusterIP: 10.96.0.14
+  selector: {pod: b2}
+  ports: [{port: 80, targetPort: 8080}]
+---
+`
 
 // Socket-level load balancing, on real sockets: connects to a ClusterIP
 // land on its backends, spread evenly, with getpeername showing the
 // service; UDP through a ClusterIP answers from the service address;
 // ClientIP affinity pins a client; a service without backends is refused
-// at once; a swap that removes a backend sends new connections to the
-// others and leaves established ones alone.
+// at once; the backend's network policy applies after translation; a swap
+// that removes a backend sends new connections to the others and leaves
+// established ones alone.
 func TestSocketLB(t *testing.T) {
 	requireBPF(t)
 	requireIP(t)
@@ -278,12 +307,34 @@ func TestSocketLB(t *testing.T) {
 		t.Errorf("a UDP send to a service without backends: %q, want ECONNREFUSED", got)
 	}
 
+	// A generation with a policy on b1, enforced on the pods' veths.
+	_, out := compileYAML(t, sockPods("web")+sockServices+sockPolicy)
+	guarded, err := FromBuild(out.Artifacts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Swap(guarded); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"client", "b1", "b2"} {
+		idx := pn.ifindex(name)
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.do("refuse 10.96.0.13:80"); !strings.HasPrefix(got, "failed ") || strings.Contains(got, "ECONNREFUSED") {
+		t.Errorf("a service whose backend's policy denies the client: %q, want a timeout", got)
+	}
+	if got := c.do("dial 10.96.0.14:80 5"); got != "ok b2=5 peers=10.96.0.14:80" {
+		t.Errorf("a service whose backend admits the client: %q", got)
+	}
+
 	// Hold a connection on b2, then swap to a generation where b2 is no
 	// backend: new connections go to b1, the held one carries on.
 	if got := c.do("hold 10.96.0.10:80 b2"); got != "held b2" {
 		t.Fatalf("hold a connection on b2: %q", got)
 	}
-	if err := sw.Swap(gen("retired")); err != nil {
+	if err := sw.Swap(gen("retired")); err != nil { // and without the policy
 		t.Fatal(err)
 	}
 	if got := c.do("dial 10.96.0.10:80 50"); got != "ok b1=50 peers=10.96.0.10:80" {
@@ -292,7 +343,7 @@ func TestSocketLB(t *testing.T) {
 	if got := c.do("echo"); got != "echoed b2" {
 		t.Errorf("the connection held on b2 across the swap: %q", got)
 	}
-	if n := strconv.Itoa(int(sw.Generation)); n != "2" {
+	if n := strconv.Itoa(int(sw.Generation)); n != "3" {
 		t.Errorf("generation %s", n)
 	}
 }

@@ -26,11 +26,11 @@ const SockClientEnv = "SLUICE_SOCK_CLIENT"
 // SockClient reads commands, one per line, and answers each with a line:
 //
 //	dial ADDR:PORT N      TCP connects; "ok NAME=COUNT... peers=ADDR,..." (getpeername)
-//	hold ADDR:PORT NAME   connect until NAME answers, keep that connection; "held NAME"
+//	hold ADDR:PORT NAME   connect until NAME answers (others may fail), keep that connection; "held NAME"
 //	echo                  a line on the held connection; "echoed NAME"
 //	udp ADDR:PORT         unconnected sendto, recvfrom; "udp src=ADDR name=NAME"
 //	udpconn ADDR:PORT     connected UDP; "udpconn peer=ADDR name=NAME"
-//	refuse ADDR:PORT      a TCP connect expected to fail; "failed ERRNO MILLISECONDS"
+//	refuse ADDR:PORT      a TCP connect expected to fail (1 s); "failed ERRNO MILLISECONDS"
 //	udpsend ADDR:PORT     an unconnected sendto expected to fail; "failed ERRNO"
 //	latency ADDR:PORT N   N connect+close; "latency NANOSECONDS-PER-CONNECT"
 func SockClient(in io.Reader, out io.Writer) int {
@@ -84,9 +84,9 @@ func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
 		return "ok " + strings.Join(parts, " ") + " peers=" + strings.Join(ps, ",")
 	case "hold":
 		for range 100 {
-			c, err := net.DialTimeout("tcp", arg(1), time.Second)
+			c, err := net.DialTimeout("tcp", arg(1), 300*time.Millisecond)
 			if err != nil {
-				return "err " + err.Error()
+				continue // another backend, which may not admit us
 			}
 			r := bufio.NewReader(c)
 			if name, err := echoName(c, r); err == nil && name == arg(2) {
@@ -145,7 +145,7 @@ func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
 		return fmt.Sprintf("udpconn peer=%s name=%s", peerOf(c), strings.Fields(string(buf[:n]))[0])
 	case "refuse":
 		start := time.Now()
-		c, err := net.DialTimeout("tcp", arg(1), 3*time.Second)
+		c, err := net.DialTimeout("tcp", arg(1), time.Second)
 		if err == nil {
 			c.Close()
 			return "err connected"
