@@ -274,6 +274,7 @@ func NetdevIngress(cfg LBConfig) asm.Instructions {
 	)
 	in = append(in, npService(cfg)...)
 	in = append(in, npTranslate(cfg)...)
+	in = append(in, npReject()...)
 	return append(in,
 		asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("np_pass"),
 		asm.Return(),
@@ -357,7 +358,7 @@ func npService(cfg LBConfig) asm.Instructions {
 	in = append(in,
 		asm.JEq.Imm(asm.R0, 0, "np_drop"),
 		asm.LoadMem(asm.R8, asm.R0, 4, asm.Half),
-		asm.JEq.Imm(asm.R8, 0, "np_drop").WithSymbol("np_have_master"),
+		asm.JEq.Imm(asm.R8, 0, "np_no_backends").WithSymbol("np_have_master"),
 		asm.StoreMem(asm.RFP, npCount, asm.R8, asm.Word),
 	)
 	in = append(in, flowHash()...)
@@ -529,6 +530,150 @@ func npTranslate(cfg LBConfig) asm.Instructions {
 	)
 	in = append(in, rewrite(ethIPSaddr, 4, npNew, npSaddr, "tr_sa")...)
 	return append(in, fibRedirect("tr")...)
+}
+
+// Stack of the reject path: the reset built in place, and the TCP
+// pseudo-header for its checksum.
+const (
+	rjPkt    = -258 // 54 bytes: Ethernet, IPv4, TCP (the IPv4 header 4-aligned)
+	rjPseudo = -272 // 12 bytes
+	rjSeq    = -276
+)
+
+// npReject answers a TCP SYN to a frontend without backends with a reset
+// from the frontend, out of the device it came in by, as kube-proxy's
+// REJECT does: the client's connect fails at once. Other packets (and
+// every packet with --no-backends drop) are dropped.
+func npReject() asm.Instructions {
+	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R2, off),
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, int32(to)),
+			asm.Mov.Imm(asm.R4, n),
+			asm.FnSkbLoadBytes.Call(),
+			asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		}
+	}
+	in := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, npRevNat+3, asm.Byte).WithSymbol("np_no_backends"), // flags2
+		asm.And.Imm(asm.R2, int32(emit.SvcFlag2Reject)),
+		asm.JEq.Imm(asm.R2, 0, "np_drop"),
+		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
+		asm.JNE.Imm(asm.R2, 6, "np_drop"),
+	}
+	// The L4 header is at the checksum's offset less 16; its flags must
+	// say SYN without ACK.
+	in = append(in,
+		asm.LoadMem(asm.R7, asm.RFP, npCsumOff, asm.Word),
+		asm.Sub.Imm(asm.R7, 16),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, 4),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjSeq),
+		asm.Mov.Imm(asm.R4, 4),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, 13),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjPseudo), // scratch, rewritten below
+		asm.Mov.Imm(asm.R4, 1),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.LoadMem(asm.R2, asm.RFP, rjPseudo, asm.Byte),
+		asm.And.Imm(asm.R2, 0x12),
+		asm.JNE.Imm(asm.R2, 0x02, "np_drop"),
+	)
+	// Ethernet: the addresses swapped.
+	in = append(in, loadBytes(6, rjPkt, 6)...)
+	in = append(in, loadBytes(0, rjPkt+6, 6)...)
+	st := func(off int16, v int64, size asm.Size) asm.Instruction { return asm.StoreImm(asm.RFP, rjPkt+off, v, size) }
+	in = append(in,
+		st(12, 0x0008, asm.Half), // ETH_P_IP, in network order
+		// IPv4: 20 bytes, total length 40, DF, TTL 64, TCP.
+		st(14, 0x45, asm.Byte), st(15, 0, asm.Byte), st(16, 0x2800, asm.Half), st(18, 0, asm.Half),
+		st(20, 0x0040, asm.Half), st(22, 64, asm.Byte), st(23, 6, asm.Byte), st(24, 0, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjPkt+26, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjPkt+30, asm.R2, asm.Word),
+		// TCP: the ports swapped, seq 0, ack the SYN's seq + 1, RST|ACK.
+		asm.LoadMem(asm.R2, asm.RFP, npDport, asm.Half),
+		asm.StoreMem(asm.RFP, rjPkt+34, asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npSport, asm.Half),
+		asm.StoreMem(asm.RFP, rjPkt+36, asm.R2, asm.Half),
+		st(38, 0, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, rjSeq, asm.Word),
+		asm.HostTo(asm.BE, asm.R2, asm.Word),
+		asm.Add.Imm32(asm.R2, 1),
+		asm.HostTo(asm.BE, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, rjPkt+42, asm.R2, asm.Word),
+		st(46, 0x50, asm.Byte), st(47, 0x14, asm.Byte), st(48, 0, asm.Half), st(50, 0, asm.Half), st(52, 0, asm.Half),
+		// The pseudo-header: addresses, zero, protocol, TCP length 20.
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjPseudo, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjPseudo+4, asm.R2, asm.Word),
+		asm.StoreImm(asm.RFP, rjPseudo+8, 0x14000600, asm.Word), // 0, 6, then 20 in network order
+	)
+	csum := func(from int16, n int32, seed bool) asm.Instructions {
+		c := asm.Instructions{
+			asm.Mov.Imm(asm.R1, 0),
+			asm.Mov.Imm(asm.R2, 0),
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, int32(from)),
+			asm.Mov.Imm(asm.R4, n),
+			asm.Mov.Imm(asm.R5, 0),
+		}
+		if seed {
+			c = append(c, asm.Mov.Reg(asm.R5, asm.R7))
+		}
+		return append(c, asm.FnCsumDiff.Call())
+	}
+	fold := func(slot int16) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R2, asm.R0),
+			asm.RSh.Imm(asm.R2, 16),
+			asm.And.Imm(asm.R0, 0xffff),
+			asm.Add.Reg(asm.R0, asm.R2),
+			asm.Mov.Reg(asm.R2, asm.R0),
+			asm.RSh.Imm(asm.R2, 16),
+			asm.And.Imm(asm.R0, 0xffff),
+			asm.Add.Reg(asm.R0, asm.R2),
+			asm.Xor.Imm(asm.R0, 0xffff),
+			asm.StoreMem(asm.RFP, slot, asm.R0, asm.Half),
+		}
+	}
+	in = append(in, csum(rjPkt+14, 20, false)...)
+	in = append(in, fold(rjPkt+24)...)
+	in = append(in, csum(rjPseudo, 12, false)...)
+	in = append(in, asm.Mov.Reg(asm.R7, asm.R0))
+	in = append(in, csum(rjPkt+34, 20, true)...)
+	in = append(in, fold(rjPkt+50)...)
+	return append(in,
+		// Cut the packet to 54 bytes, write the reset, send it back.
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 54),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnSkbChangeTail.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjPkt),
+		asm.Mov.Imm(asm.R4, 54),
+		asm.Mov.Imm(asm.R5, 0),
+		asm.FnSkbStoreBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.LoadMem(asm.R1, asm.R6, 40, asm.Word), // skb->ifindex
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+	)
 }
 
 // NetdevEgress is the program on the external device's egress: a reply of

@@ -3,10 +3,12 @@ package loader
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +52,15 @@ spec:
   ports:
   - {name: same, port: 9000, targetPort: 9000, protocol: SCTP}
   - {name: other, port: 9001, targetPort: 9999, protocol: SCTP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.40
+  selector: {app: nothing}
+  ports: [{port: 80, nodePort: 30099}]
 ---
 apiVersion: v1
 kind: Service
@@ -240,6 +251,17 @@ func TestNodePortPrograms(t *testing.T) {
 	if len(sticky) != 1 {
 		t.Errorf("50 flows of one client to a ClientIP-affinity NodePort reached %d backends", len(sticky))
 	}
+	// A SYN to a NodePort without backends gets a reset back, out of the
+	// device it came in by (TC_ACT_REDIRECT): from the frontend, acking
+	// the SYN, with checksums right.
+	syn := bpf.Packet(client, node1, 6, 5001, 30099, 0x02)
+	binary.BigEndian.PutUint32(syn[38:], 0x01020304)
+	if ret, rst := runPacket(t, in1, withChecksums(syn)); ret != 7 || len(rst) != 54 {
+		t.Errorf("a SYN to a NodePort without backends: ret %d, %d bytes", ret, len(rst))
+	} else if f := parseFlow(rst); f.src != node1 || f.sport != 30099 || f.dst != client || f.dport != 5001 || rst[47] != 0x14 ||
+		binary.BigEndian.Uint32(rst[42:]) != 0x01020305 || !checksumsOK(rst) {
+		t.Errorf("the reset: %s:%d -> %s:%d flags %#x ack %#x, checksums ok %v", f.src, f.sport, f.dst, f.dport, rst[47], binary.BigEndian.Uint32(rst[42:]), checksumsOK(rst))
+	}
 	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
 	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {
 		t.Errorf("traffic to no frontend was changed: %+v", parseFlow(got))
@@ -366,6 +388,12 @@ func TestNodePortTraffic(t *testing.T) {
 				t.Errorf("60 connections to %s reached %v: none %s", frontend, seen, b)
 			}
 		}
+	}
+	// A NodePort without backends refuses at once.
+	start := time.Now()
+	_, _, err = dial("192.168.77.1:30099")
+	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("a NodePort without backends: %v after %v, want connection refused at once", err, time.Since(start))
 	}
 	sw.DetachDevice(ext)
 	if _, _, err := dial("192.168.77.1:30080"); err == nil {
