@@ -591,7 +591,9 @@ func npReject() asm.Instructions {
 	// Ethernet: the addresses swapped.
 	in = append(in, loadBytes(6, rjPkt, 6)...)
 	in = append(in, loadBytes(0, rjPkt+6, 6)...)
-	st := func(off int16, v int64, size asm.Size) asm.Instruction { return asm.StoreImm(asm.RFP, rjPkt+off, v, size) }
+	st := func(off int16, v int64, size asm.Size) asm.Instruction {
+		return asm.StoreImm(asm.RFP, rjPkt+off, v, size)
+	}
 	in = append(in,
 		st(12, 0x0008, asm.Half), // ETH_P_IP, in network order
 		// IPv4: 20 bytes, total length 40, DF, TTL 64, TCP.
