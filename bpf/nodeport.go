@@ -561,6 +561,7 @@ func npReject() asm.Instructions {
 		asm.And.Imm(asm.R2, int32(emit.SvcFlag2Reject)),
 		asm.JEq.Imm(asm.R2, 0, "np_drop"),
 		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
+		asm.JEq.Imm(asm.R2, 17, "np_reject_udp"),
 		asm.JNE.Imm(asm.R2, 6, "np_drop"),
 	}
 	// The L4 header is at the checksum's offset less 16; its flags must
@@ -622,41 +623,13 @@ func npReject() asm.Instructions {
 		asm.StoreMem(asm.RFP, rjPseudo+4, asm.R2, asm.Word),
 		asm.StoreImm(asm.RFP, rjPseudo+8, 0x14000600, asm.Word), // 0, 6, then 20 in network order
 	)
-	csum := func(from int16, n int32, seed bool) asm.Instructions {
-		c := asm.Instructions{
-			asm.Mov.Imm(asm.R1, 0),
-			asm.Mov.Imm(asm.R2, 0),
-			asm.Mov.Reg(asm.R3, asm.RFP),
-			asm.Add.Imm(asm.R3, int32(from)),
-			asm.Mov.Imm(asm.R4, n),
-			asm.Mov.Imm(asm.R5, 0),
-		}
-		if seed {
-			c = append(c, asm.Mov.Reg(asm.R5, asm.R7))
-		}
-		return append(c, asm.FnCsumDiff.Call())
-	}
-	fold := func(slot int16) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(asm.R2, asm.R0),
-			asm.RSh.Imm(asm.R2, 16),
-			asm.And.Imm(asm.R0, 0xffff),
-			asm.Add.Reg(asm.R0, asm.R2),
-			asm.Mov.Reg(asm.R2, asm.R0),
-			asm.RSh.Imm(asm.R2, 16),
-			asm.And.Imm(asm.R0, 0xffff),
-			asm.Add.Reg(asm.R0, asm.R2),
-			asm.Xor.Imm(asm.R0, 0xffff),
-			asm.StoreMem(asm.RFP, slot, asm.R0, asm.Half),
-		}
-	}
 	in = append(in, csum(rjPkt+14, 20, false)...)
 	in = append(in, fold(rjPkt+24)...)
 	in = append(in, csum(rjPseudo, 12, false)...)
 	in = append(in, asm.Mov.Reg(asm.R7, asm.R0))
 	in = append(in, csum(rjPkt+34, 20, true)...)
 	in = append(in, fold(rjPkt+50)...)
-	return append(in,
+	in = append(in,
 		// Cut the packet to 54 bytes, write the reset, send it back.
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, 54),
@@ -676,6 +649,114 @@ func npReject() asm.Instructions {
 		asm.FnRedirect.Call(),
 		asm.Return(),
 	)
+	in = append(in, npRejectUDP()...)
+	return in
+}
+
+// rjICMP is where npRejectUDP builds its answer: Ethernet, IPv4, ICMP,
+// then the datagram's IPv4 header and first 8 bytes (70 bytes; the IPv4
+// header 4-aligned).
+const rjICMP = -338
+
+// npRejectUDP answers a datagram to a frontend without backends with an
+// ICMP port unreachable from the frontend, as kube-proxy's REJECT does:
+// the client's next receive fails with connection refused.
+func npRejectUDP() asm.Instructions {
+	in := asm.Instructions{
+		// Only a 20-byte IPv4 header fits the answer as built here.
+		asm.LoadMem(asm.R2, asm.RFP, npCsumOff, asm.Word).WithSymbol("np_reject_udp"),
+		asm.JNE.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen+6, "np_drop"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 6),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjICMP),
+		asm.Mov.Imm(asm.R4, 6),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjICMP+6),
+		asm.Mov.Imm(asm.R4, 6),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		// The datagram's IPv4 header and 8 bytes, quoted.
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, ethHdrLen),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjICMP+42),
+		asm.Mov.Imm(asm.R4, 28),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+	}
+	st := func(off int16, v int64, size asm.Size) asm.Instruction { return asm.StoreImm(asm.RFP, rjICMP+off, v, size) }
+	in = append(in,
+		st(12, 0x0008, asm.Half),
+		st(14, 0x45, asm.Byte), st(15, 0, asm.Byte), st(16, 0x3800, asm.Half), st(18, 0, asm.Half), // total length 56
+		st(20, 0, asm.Half), st(22, 64, asm.Byte), st(23, 1, asm.Byte), st(24, 0, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, npDaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjICMP+26, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, npSaddr, asm.Word),
+		asm.StoreMem(asm.RFP, rjICMP+30, asm.R2, asm.Word),
+		st(34, 3, asm.Byte), st(35, 3, asm.Byte), st(36, 0, asm.Half), st(38, 0, asm.Word), // port unreachable
+	)
+	in = append(in, csum(rjICMP+14, 20, false)...)
+	in = append(in, fold(rjICMP+24)...)
+	in = append(in, csum(rjICMP+34, 36, false)...)
+	in = append(in, fold(rjICMP+36)...)
+	return append(in,
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 70),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnSkbChangeTail.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, rjICMP),
+		asm.Mov.Imm(asm.R4, 70),
+		asm.Mov.Imm(asm.R5, 0),
+		asm.FnSkbStoreBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+		asm.LoadMem(asm.R1, asm.R6, 40, asm.Word),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+	)
+}
+
+// csum is bpf_csum_diff over n bytes of the stack at from, seeded with R7
+// when seed is set; the unfolded sum is in R0.
+func csum(from int16, n int32, seed bool) asm.Instructions {
+	c := asm.Instructions{
+		asm.Mov.Imm(asm.R1, 0),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, int32(from)),
+		asm.Mov.Imm(asm.R4, n),
+		asm.Mov.Imm(asm.R5, 0),
+	}
+	if seed {
+		c = append(c, asm.Mov.Reg(asm.R5, asm.R7))
+	}
+	return append(c, asm.FnCsumDiff.Call())
+}
+
+// fold folds the sum in R0 to 16 bits, complements it and stores it as a
+// checksum field in the stack.
+func fold(slot int16) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R2, asm.R0),
+		asm.RSh.Imm(asm.R2, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R2),
+		asm.Mov.Reg(asm.R2, asm.R0),
+		asm.RSh.Imm(asm.R2, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R2),
+		asm.Xor.Imm(asm.R0, 0xffff),
+		asm.StoreMem(asm.RFP, slot, asm.R0, asm.Half),
+	}
 }
 
 // NetdevEgress is the program on the external device's egress: a reply of

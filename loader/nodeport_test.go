@@ -60,7 +60,7 @@ spec:
   type: NodePort
   clusterIP: 10.96.0.40
   selector: {app: nothing}
-  ports: [{port: 80, nodePort: 30099}]
+  ports: [{name: t, port: 80, nodePort: 30099}, {name: u, port: 53, protocol: UDP, nodePort: 30098}]
 ---
 apiVersion: v1
 kind: Service
@@ -137,12 +137,12 @@ func parseFlow(b []byte) flow {
 
 func runPacket(t *testing.T, p *ebpf.Program, in []byte) (uint32, []byte) {
 	t.Helper()
-	out := make([]byte, len(in)+64)
-	ret, err := p.Run(&ebpf.RunOptions{Data: in, DataOut: out})
+	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+	ret, err := p.Run(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ret, out[:len(in)]
+	return ret, opts.DataOut
 }
 
 // The external device's programs, through BPF_PROG_TEST_RUN: a NodePort
@@ -261,6 +261,14 @@ func TestNodePortPrograms(t *testing.T) {
 	} else if f := parseFlow(rst); f.src != node1 || f.sport != 30099 || f.dst != client || f.dport != 5001 || rst[47] != 0x14 ||
 		binary.BigEndian.Uint32(rst[42:]) != 0x01020305 || !checksumsOK(rst) {
 		t.Errorf("the reset: %s:%d -> %s:%d flags %#x ack %#x, checksums ok %v", f.src, f.sport, f.dst, f.dport, rst[47], binary.BigEndian.Uint32(rst[42:]), checksumsOK(rst))
+	}
+	// A datagram to it gets an ICMP port unreachable quoting it.
+	dgram := withChecksums(bpf.Packet(client, node1, 17, 5002, 30098, 0))
+	if ret, icmp := runPacket(t, in1, dgram); ret != 7 || len(icmp) != 70 {
+		t.Errorf("a datagram to a NodePort without backends: ret %d, %d bytes", ret, len(icmp))
+	} else if f := parseFlow(icmp); f.src != node1 || f.dst != client || icmp[23] != 1 || icmp[34] != 3 || icmp[35] != 3 ||
+		sum16(0, icmp[14:34]) != 0xffff || sum16(0, icmp[34:]) != 0xffff || string(icmp[42:70]) != string(dgram[14:42]) {
+		t.Errorf("the ICMP answer: %s -> %s proto %d type %d code %d, quoted %x", f.src, f.dst, icmp[23], icmp[34], icmp[35], icmp[42:70])
 	}
 	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
 	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {
@@ -389,11 +397,25 @@ func TestNodePortTraffic(t *testing.T) {
 			}
 		}
 	}
-	// A NodePort without backends refuses at once.
+	// A NodePort without backends refuses at once, TCP and UDP.
 	start := time.Now()
 	_, _, err = dial("192.168.77.1:30099")
 	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 200*time.Millisecond {
 		t.Errorf("a NodePort without backends: %v after %v, want connection refused at once", err, time.Since(start))
+	}
+	err = InNetNS(pn.nsPath(world), func() error {
+		c, err := net.Dial("udp4", "192.168.77.1:30098")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 16))
+		return err
+	})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("UDP to a NodePort without backends: %v, want connection refused", err)
 	}
 	sw.DetachDevice(ext)
 	if _, _, err := dial("192.168.77.1:30080"); err == nil {
