@@ -689,7 +689,9 @@ func npRejectUDP() asm.Instructions {
 		asm.FnSkbLoadBytes.Call(),
 		asm.JNE.Imm(asm.R0, 0, "np_drop"),
 	}
-	st := func(off int16, v int64, size asm.Size) asm.Instruction { return asm.StoreImm(asm.RFP, rjICMP+off, v, size) }
+	st := func(off int16, v int64, size asm.Size) asm.Instruction {
+		return asm.StoreImm(asm.RFP, rjICMP+off, v, size)
+	}
 	in = append(in,
 		st(12, 0x0008, asm.Half),
 		st(14, 0x45, asm.Byte), st(15, 0, asm.Byte), st(16, 0x3800, asm.Half), st(18, 0, asm.Half), // total length 56
