@@ -19,6 +19,16 @@
 // and by the rule or default deny behind it (rule_drops, the
 // generation's).
 //
+// Service load balancing (sock.go, nodeport.go): cgroup sock_addr
+// programs translate a service frontend to a backend once per socket
+// (connect4, sendmsg4) and back (recvmsg4, getpeername4), with per-socket
+// reverse entries and affinities as node state (sock_revnat,
+// sock_affinity); on the node's external device, TC programs DNAT (and,
+// for backends on other nodes, SNAT) packets of external frontends, with a
+// Maglev pick and a NAT table as node state (lb_nat), and answer frontends
+// without backends with a reset or an ICMP port unreachable. Their stack
+// layouts are listed where they are built.
+//
 // # Register conventions
 //
 //	R1-R5  arguments and scratch; clobbered by every helper call

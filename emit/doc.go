@@ -100,6 +100,17 @@
 //	key   (2): index u16
 //	value (8): addr [4]BE | port [2]BE | pad [2]
 //
+// maglev — HASH, shared, default 8192 entries, BPF_F_NO_PREALLOC: one
+// Maglev lookup table per external frontend (NodePort, ExternalIP,
+// LoadBalancer) without a Local traffic policy.
+//
+//	key   (4):   revnat index u32
+//	value (4×M): backend id u32 per entry; M is --maglev-table-size
+//
+// Besides the maps, each node's artifact holds runtime.json (RuntimeTable:
+// how its agent enforces pods created after the compile) and rules.json
+// (every rule by number, to name the datapath's drop counts).
+//
 // The sizes are the defaults of MapSizes; sluice compile takes flags to
 // change them, and fails with the numbers when a map would overflow.
 // Cilium's lb maps default to 65536; ours default larger because a per-node

@@ -64,6 +64,17 @@
 // and policy numbers, else the init identity. An incremental swap first
 // puts the idle maps back to their images.
 //
+// # Service load balancing
+//
+// The socket load balancer hangs off one cgroup (AttachCgroup): per hook
+// (connect4, sendmsg4, recvmsg4, getpeername4) a dispatcher attached once
+// reads the generation word and tail-calls that half's program, in a
+// two-entry program array of its own, so it swaps in the same flip as the
+// endpoints. The external device (AttachDevice) is attached like an
+// endpoint, with the generation's netdev programs; its dispatchers pass
+// rather than drop when a half has no program. The load balancer's state
+// (sock_revnat, sock_affinity, lb_nat) is node state, like conntrack.
+//
 // # Drops by rule
 //
 // Each generation counts its policy drops in its own rule_drops map, keyed
