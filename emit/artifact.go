@@ -458,7 +458,7 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 	add("dump/policy.txt", np.dumpPolicy())
 	add("dump/endpoints.txt", np.dumpEndpoints())
 	add("dump/services_local.txt", dumpServices(loc, lbs.backends))
-	runtimeJSON, _ := json.MarshalIndent(np.runtimeTable(), "", " ")
+	runtimeJSON, _ := json.Marshal(np.runtimeTable())
 	add("runtime.json", append(runtimeJSON, '\n'))
 	summary := np.summary()
 	nodeJSON, _ := json.MarshalIndent(summary, "", " ")

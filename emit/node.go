@@ -137,7 +137,7 @@ func (p *plan) lowerNode(node string) *nodePlan {
 	// The workloads whose new pods the agent enforces at run time get
 	// policy numbers too: most share one with a pod here already.
 	all := local
-	for _, w := range p.runtimeCandidates(node) {
+	for _, w := range p.runtime[node] {
 		e := &ir.Endpoint{Namespace: w.Namespace, Name: w.Kind + "/" + w.Name, Node: node, Identity: w.Identity, NamedPorts: w.NamedPorts}
 		np.runtime = append(np.runtime, runtimeEndpoint{w, e})
 		all = append(all, e)

@@ -61,9 +61,12 @@ type plan struct {
 	sharedMaps map[string]*Image
 	exactMin   int  // Options.ExactIPCacheMin
 	reject     bool // Options.NoBackends is reject
-	maglevM    int  // Options.MaglevTableSize
-	ruleOnce   sync.Once
-	ruleStr    []string
+	// runtime is, per node, the workloads whose new pods its agent
+	// enforces at once (computeRuntimeCandidates).
+	runtime  map[string][]*ir.Workload
+	maglevM  int // Options.MaglevTableSize
+	ruleOnce sync.Once
+	ruleStr  []string
 }
 
 type ruleInfo struct {
@@ -350,6 +353,13 @@ func (p *plan) buildKeys() {
 // a node whose pod CIDRs are not given). Without them such a pod would be
 // class 0 to the rules here, matched by no selector.
 func (p *plan) addRuntimeKeys() {
+	p.computeRuntimeCandidates()
+	var prefixes []*ipEntry // the few entries that are not /32s
+	for i := range p.ipcache {
+		if p.ipcache[i].prefix.Bits() < 32 {
+			prefixes = append(prefixes, &p.ipcache[i])
+		}
+	}
 	for _, n := range p.c.Nodes {
 		type region struct {
 			id  uint16
@@ -367,10 +377,9 @@ func (p *plan) addRuntimeKeys() {
 		// CIDR: those inside it, and the longest that holds it whole.
 		for _, pc := range n.PodCIDRs {
 			var whole *ipEntry
-			for i := range p.ipcache {
-				e := &p.ipcache[i]
+			for _, e := range prefixes {
 				switch {
-				case e.prefix.Bits() == 32 || !e.prefix.Overlaps(pc):
+				case !e.prefix.Overlaps(pc):
 				case e.prefix.Bits() > pc.Bits():
 					add(e)
 				case whole == nil || e.prefix.Bits() > whole.prefix.Bits():
@@ -382,13 +391,11 @@ func (p *plan) addRuntimeKeys() {
 			}
 		}
 		if len(n.PodCIDRs) == 0 { // anywhere
-			for i := range p.ipcache {
-				if p.ipcache[i].prefix.Bits() < 32 {
-					add(&p.ipcache[i])
-				}
+			for _, e := range prefixes {
+				add(e)
 			}
 		}
-		for _, w := range p.runtimeCandidates(n.Name) {
+		for _, w := range p.runtime[n.Name] {
 			for _, r := range regions {
 				k := ClassKey{Identity: w.Identity, Region: r.id, PeerNode: NodeNone}
 				if _, ok := p.keyIndex[k]; ok {
@@ -401,26 +408,31 @@ func (p *plan) addRuntimeKeys() {
 	}
 }
 
-// runtimeCandidates are the workloads whose new pods the agent of a node
-// enforces at once: those with the identity of a pod already on the node
-// (a rollout, a restart, a scale-up), DaemonSets (a pod on every node), and
-// Pods without an address yet. A pod of any other workload starts with the
-// reserved init identity until the next compile places it.
-func (p *plan) runtimeCandidates(node string) []*ir.Workload {
-	local := map[uint32]bool{}
+// computeRuntimeCandidates finds, per node, the workloads whose new pods
+// the agent of that node enforces at once: those with the identity of a
+// pod already on the node (a rollout, a restart, a scale-up), DaemonSets
+// (a pod on every node), and Pods without an address yet. A pod of any
+// other workload starts with the reserved init identity until the next
+// compile places it.
+func (p *plan) computeRuntimeCandidates() {
+	local := map[string]map[uint32]bool{}
 	for i := range p.c.Endpoints {
-		if e := &p.c.Endpoints[i]; e.Node == node {
-			local[e.Identity] = true
+		e := &p.c.Endpoints[i]
+		if local[e.Node] == nil {
+			local[e.Node] = map[uint32]bool{}
+		}
+		local[e.Node][e.Identity] = true
+	}
+	p.runtime = map[string][]*ir.Workload{}
+	for _, n := range p.c.Nodes {
+		ids := local[n.Name]
+		for i := range p.c.Workloads {
+			w := &p.c.Workloads[i]
+			if ids[w.Identity] || w.Kind == "DaemonSet" || w.Kind == "Pod" {
+				p.runtime[n.Name] = append(p.runtime[n.Name], w)
+			}
 		}
 	}
-	var out []*ir.Workload
-	for i := range p.c.Workloads {
-		w := &p.c.Workloads[i]
-		if local[w.Identity] || w.Kind == "DaemonSet" || w.Kind == "Pod" {
-			out = append(out, w)
-		}
-	}
-	return out
 }
 
 func lessKey(a, b ClassKey) bool {

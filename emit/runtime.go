@@ -62,8 +62,11 @@ func (np *nodePlan) runtimeTable() RuntimeTable {
 		}
 		t.Workloads = append(t.Workloads, w)
 	}
+	// Listed pods by name: those that come back under the same name (bare
+	// pods, StatefulSets'); the others' replacements are found by their
+	// owner template.
 	for e := range np.epLayers {
-		if len(e.IPs) > 0 {
+		if len(e.IPs) > 0 && (e.Owner == "" || strings.HasPrefix(e.Owner, "StatefulSet/")) {
 			add("Pod", e, e.Name)
 		}
 	}
