@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,16 @@ spec:
   clusterIP: 10.96.0.40
   selector: {app: nothing}
   ports: [{name: t, port: 80, nodePort: 30099}, {name: u, port: 53, protocol: UDP, nodePort: 30098}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local-ext, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.50
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30070}]
 ---
 apiVersion: v1
 kind: Service
@@ -241,6 +252,17 @@ func TestNodePortPrograms(t *testing.T) {
 	}
 	if ret, _ := runPacket(t, in1, bpf.Packet(client, sctpVIP, 132, 5000, 9001, 0)); ret != 2 {
 		t.Errorf("SCTP to a frontend whose target port differs: ret %d, want a drop", ret)
+	}
+	// externalTrafficPolicy: Local: each node picks among its own
+	// backends, and never SNATs.
+	for node, want := range map[string]string{"n1": "10.77.0.", "n2": "10.77.1."} {
+		addr := map[string]netip.Addr{"n1": node1, "n2": netip.MustParseAddr("192.168.77.9")}[node]
+		for i := range 30 {
+			_, got := runPacket(t, dps[node].Programs[netdevIngress], withChecksums(bpf.Packet(client, addr, 6, uint16(10000+i), 30070, 0x02)))
+			if f := parseFlow(got); !strings.HasPrefix(f.dst.String(), want) || f.src != client {
+				t.Fatalf("externalTrafficPolicy Local on %s: %s -> %s", node, f.src, f.dst)
+			}
+		}
 	}
 	// ClientIP affinity: one client, many flows, one backend.
 	sticky := map[netip.Addr]bool{}

@@ -347,3 +347,65 @@ func TestSocketLB(t *testing.T) {
 		t.Errorf("generation %s", n)
 	}
 }
+
+// internalTrafficPolicy: Local balances a node's clients over the node's
+// own backends only.
+func TestSocketLBInternalLocal(t *testing.T) {
+	requireBPF(t)
+	requireIP(t)
+	pn := newPodNet(t, map[string]string{"client": "10.77.0.2", "b1": "10.77.0.3", "b2": "10.77.0.4"})
+	cluster := `apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 192.168.77.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 192.168.77.9}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: default}
+spec: {clusterIP: 10.96.0.60, internalTrafficPolicy: Local, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster, namespace: default}
+spec: {clusterIP: 10.96.0.61, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+`
+	// b2 is on n2 as far as the compiler knows (this test's namespaces
+	// reach it from n1 all the same).
+	for _, p := range []struct{ name, ip, app, node string }{{"client", "10.77.0.2", "client", "n1"}, {"b1", "10.77.0.3", "web", "n1"}, {"b2", "10.77.0.4", "web", "n2"}} {
+		cluster += fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: default, labels: {app: %s}}\nspec: {nodeName: %s, containers: [{name: c, image: i}]}\nstatus: {podIP: %s}\n---\n", p.name, p.app, p.node, p.ip)
+	}
+	_, out := compileYAML(t, cluster)
+	sw, err := NewSwitch("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	for _, a := range out.Artifacts {
+		if a.Node == "n1" {
+			la, err := FromBuild(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sw.Swap(la); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cg := testCgroup(t)
+	if err := sw.AttachCgroup(cg); err != nil {
+		t.Fatal(err)
+	}
+	c := startSockClient(t, cg, "slclient-"+pn.id)
+	if got := c.do("dial 10.96.0.60:80 40"); got != "ok b1=40 peers=10.96.0.60:80" {
+		t.Errorf("40 connects to an internalTrafficPolicy Local service from n1: %q, want all on b1", got)
+	}
+	if got := c.do("dial 10.96.0.61:80 40"); !strings.HasPrefix(got, "ok b1=") || !strings.Contains(got, " b2=") {
+		t.Errorf("40 connects to a Cluster-policy service: %q, want both backends", got)
+	}
+}
