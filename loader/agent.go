@@ -58,6 +58,7 @@ type Agent struct {
 
 	mu        sync.Mutex
 	serving   [32]byte          // sha256 of the serving manifest
+	last      *Artifact         // the serving artifact: the next read reuses its verified files
 	refused   [32]byte          // the last manifest refused, not retried until it changes
 	swaps     map[string]uint64 // by kind: full, incremental
 	lastSwap  time.Duration
@@ -147,7 +148,7 @@ func (a *Agent) syncArtifact() error {
 		return nil
 	}
 	start := time.Now()
-	art, err := ReadDatapath(dir)
+	art, err := ReadDatapathAfter(dir, a.last)
 	if err != nil {
 		// The writer replaces the whole output at once, so a checksum
 		// mismatch is a bad artifact, not a half-written one.
@@ -161,7 +162,7 @@ func (a *Agent) syncArtifact() error {
 		}
 		return a.fail(reason, err)
 	}
-	a.serving, a.refused = sum, [32]byte{}
+	a.serving, a.refused, a.last = sum, [32]byte{}, art
 	info := a.sw.LastSwap
 	kind := "full"
 	if info.Incremental {

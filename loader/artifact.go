@@ -258,7 +258,7 @@ var ErrNotArtifact = errors.New("not an artifact directory (no manifest.json)")
 // ReadArtifact reads a node's artifact directory and checks its format
 // and every checksum.
 func ReadArtifact(dir string) (*Artifact, error) {
-	return readArtifact(dir, fileCache{}, nil)
+	return readArtifact(dir, &fileCache{}, nil)
 }
 
 // ReadDatapath reads what the datapath loads from a node's artifact
@@ -268,7 +268,24 @@ func ReadArtifact(dir string) (*Artifact, error) {
 // review files (dumps, listings, ir.json: most of the bytes of a large
 // cluster's artifact) are neither read nor checked.
 func ReadDatapath(dir string) (*Artifact, error) {
-	return readArtifact(dir, fileCache{}, datapathFile)
+	return readArtifact(dir, &fileCache{}, datapathFile)
+}
+
+// ReadDatapathAfter is ReadDatapath for the artifact that follows prev
+// (verified earlier): a file whose checksum in the new manifest is the one
+// prev verified is taken from prev rather than read and hashed again —
+// most of a large artifact, when little changed.
+func ReadDatapathAfter(dir string, prev *Artifact) (*Artifact, error) {
+	cache := fileCache{}
+	if prev != nil {
+		cache.prev = map[string][]byte{}
+		for name, sum := range prev.Manifest.Files {
+			if data, ok := prev.Files[name]; ok {
+				cache.prev[sum] = data
+			}
+		}
+	}
+	return readArtifact(dir, &cache, datapathFile)
 }
 
 func datapathFile(name string) bool {
@@ -276,19 +293,26 @@ func datapathFile(name string) bool {
 }
 
 // fileCache reads a file shared by several node artifacts (hard links)
-// once, and checksums it once.
-type fileCache map[[2]uint64]cachedFile
+// once, and checksums it once; with prev, a file whose manifest checksum
+// is among prev's (verified files, by sha256) is not read at all.
+type fileCache struct {
+	links map[[2]uint64]cachedFile
+	prev  map[string][]byte
+}
 
 type cachedFile struct {
 	data []byte
 	sum  string
 }
 
-func (c fileCache) read(path string) ([]byte, string, error) {
+func (c *fileCache) read(path, want string) ([]byte, string, error) {
+	if data, ok := c.prev[want]; ok {
+		return data, want, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err == nil && st.Nlink > 1 {
 		key := [2]uint64{uint64(st.Dev), st.Ino}
-		if f, ok := c[key]; ok {
+		if f, ok := c.links[key]; ok {
 			return f.data, f.sum, nil
 		}
 		data, err := os.ReadFile(path)
@@ -297,14 +321,17 @@ func (c fileCache) read(path string) ([]byte, string, error) {
 		}
 		s := sha256.Sum256(data)
 		f := cachedFile{data, hex.EncodeToString(s[:])}
-		c[key] = f
+		if c.links == nil {
+			c.links = map[[2]uint64]cachedFile{}
+		}
+		c.links[key] = f
 		return f.data, f.sum, nil
 	}
 	data, err := os.ReadFile(path)
 	return data, "", err
 }
 
-func readArtifact(dir string, cache fileCache, only func(string) bool) (*Artifact, error) {
+func readArtifact(dir string, c *fileCache, only func(string) bool) (*Artifact, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotArtifact)
@@ -318,11 +345,11 @@ func readArtifact(dir string, cache fileCache, only func(string) bool) (*Artifac
 	}
 	files := map[string][]byte{"manifest.json": mb}
 	sums := map[string]string{}
-	for name := range m.Files {
+	for name, want := range m.Files {
 		if only != nil && !only(name) {
 			continue
 		}
-		data, sum, err := cache.read(filepath.Join(dir, filepath.FromSlash(name)))
+		data, sum, err := c.read(filepath.Join(dir, filepath.FromSlash(name)), want)
 		if err != nil {
 			return nil, fmt.Errorf("%s: file %s of the manifest: %w", dir, name, err)
 		}
@@ -337,7 +364,7 @@ func readArtifact(dir string, cache fileCache, only func(string) bool) (*Artifac
 // ReadOutput reads every node artifact of a compile output directory
 // (or a single node's artifact directory).
 func ReadOutput(dir string) ([]*Artifact, error) {
-	cache := fileCache{}
+	cache := &fileCache{}
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
 		a, err := ReadArtifact(dir)
 		if err != nil {

@@ -314,12 +314,13 @@ func BenchSwap(name string, dirs []string, runs int) (SwapBenchResult, error) {
 		dp.Close()
 	}
 	sw.FullSwaps = false
+	var prev *Artifact // what the agent keeps of the serving artifact
 	for i := 0; len(incr) < runs; i++ {
 		// Generations come seconds apart in practice; give the RCU grace
 		// period that follows each flip time to end, as it would.
 		time.Sleep(swapSpacing)
 		start := time.Now()
-		a, err := ReadDatapath(dirs[i%len(dirs)])
+		a, err := ReadDatapathAfter(dirs[i%len(dirs)], prev)
 		if err != nil {
 			return res, err
 		}
@@ -327,6 +328,7 @@ func BenchSwap(name string, dirs []string, runs int) (SwapBenchResult, error) {
 			return res, err
 		}
 		took := time.Since(start)
+		prev = a
 		if !sw.LastSwap.Incremental {
 			if i > 2 {
 				return res, fmt.Errorf("swap %d was not incremental: %s", i, sw.LastSwap.Fallback)

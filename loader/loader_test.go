@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -231,5 +232,34 @@ func TestSwapRefusal(t *testing.T) {
 		if reason, final := swapRefusal(c.err); reason != c.reason || final != c.final {
 			t.Errorf("swapRefusal(%v) = %q, %v; want %q, %v", c.err, reason, final, c.reason, c.final)
 		}
+	}
+}
+
+// ReadDatapathAfter takes the files whose checksums it verified in the
+// previous artifact from it, and reads and checks the others.
+func TestReadDatapathAfter(t *testing.T) {
+	dir := writeSeed(t)
+	prev, err := ReadDatapath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := prev.Files["ir.json"]; ok {
+		t.Error("ReadDatapath read ir.json, which the datapath does not load")
+	}
+	want := prev.Files["maps/ipcache.bin"]
+	// Unchanged by checksum: not read again (garbage on disk goes unseen,
+	// and what is loaded is what was verified).
+	replaceFile(t, filepath.Join(dir, "maps", "ipcache.bin"), []byte("garbage"))
+	next, err := ReadDatapathAfter(dir, prev)
+	if err != nil {
+		t.Fatalf("an artifact whose files prev verified: %v", err)
+	}
+	if !bytes.Equal(next.Files["maps/ipcache.bin"], want) {
+		t.Error("the ipcache image was not taken from the previous artifact")
+	}
+	// A file whose checksum is new is read and checked.
+	editManifest(t, dir, func(m *emit.Manifest) { m.Files["maps/ipcache.bin"] = strings.Repeat("0", 64) })
+	if _, err := ReadDatapathAfter(dir, prev); err == nil || !strings.Contains(err.Error(), "ipcache.bin has sha256") {
+		t.Errorf("a changed file that does not match its checksum: %v", err)
 	}
 }
