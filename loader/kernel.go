@@ -374,6 +374,9 @@ func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 	out := map[string][]byte{}
 	for name, spec := range ProgramSpecs(bpf.Features{ExactIPCache: ns.ExactIPCache, Services: true, LB: bpf.LBConfig{NodeIndex: ns.Index, MaglevM: uint32(ns.MaglevTableSize), NodeIP: lbNodeIP(ns.NodeIP)}}) {
+		if spec.Type == ebpf.CGroupSockAddr {
+			continue // the same on every node: SharedListings
+		}
 		out["programs/"+name+".txt"] = []byte(ProgramListing(spec.Instructions))
 	}
 	entries := emit.InlineEntriesOf(policy)
@@ -416,6 +419,16 @@ func Listings(ns emit.NodeSummary, policy []byte) map[string][]byte {
 	}
 	if len(b) > 0 {
 		out["programs/inline.txt"] = b
+	}
+	return out
+}
+
+// SharedListings renders the programs that are the same on every node
+// (the socket load balancer's), for an artifact's shared files.
+func SharedListings() map[string][]byte {
+	out := map[string][]byte{}
+	for h := range bpf.SockHooks {
+		out["programs/"+sockProgram(h)+".txt"] = []byte(ProgramListing(bpf.SockProgram(h)))
 	}
 	return out
 }

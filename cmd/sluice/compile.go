@@ -138,7 +138,7 @@ func cmdCompile(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w.Durable = *fsync
-	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings, NoBackends: *noBackends, MaglevTableSize: *maglevM})
+	build, err := emit.Build(res.cluster, emit.Options{Sizes: sizes, InputDigest: digest, Sink: w.Write, NodeFiles: loader.Listings, Shared: loader.SharedListings(), NoBackends: *noBackends, MaglevTableSize: *maglevM})
 	if err != nil {
 		w.Abort()
 		fmt.Fprintf(stderr, "sluice compile: %v\nnothing was written\n", err)
