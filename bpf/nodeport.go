@@ -545,17 +545,6 @@ const (
 // REJECT does: the client's connect fails at once. Other packets (and
 // every packet with --no-backends drop) are dropped.
 func npReject() asm.Instructions {
-	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.Mov.Imm(asm.R2, off),
-			asm.Mov.Reg(asm.R3, asm.RFP),
-			asm.Add.Imm(asm.R3, int32(to)),
-			asm.Mov.Imm(asm.R4, n),
-			asm.FnSkbLoadBytes.Call(),
-			asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		}
-	}
 	in := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, npRevNat+3, asm.Byte).WithSymbol("np_no_backends"), // flags2
 		asm.And.Imm(asm.R2, int32(emit.SvcFlag2Reject)),
@@ -569,29 +558,17 @@ func npReject() asm.Instructions {
 	in = append(in,
 		asm.LoadMem(asm.R7, asm.RFP, npCsumOff, asm.Word),
 		asm.Sub.Imm(asm.R7, 16),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Reg(asm.R2, asm.R7),
-		asm.Add.Imm(asm.R2, 4),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjSeq),
-		asm.Mov.Imm(asm.R4, 4),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Reg(asm.R2, asm.R7),
-		asm.Add.Imm(asm.R2, 13),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjPseudo), // scratch, rewritten below
-		asm.Mov.Imm(asm.R4, 1),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+	)
+	in = append(in, loadBytes(asm.R7, 4, rjSeq, 4)...)
+	in = append(in, loadBytes(asm.R7, 13, rjPseudo, 1)...) // scratch, rewritten below
+	in = append(in,
 		asm.LoadMem(asm.R2, asm.RFP, rjPseudo, asm.Byte),
 		asm.And.Imm(asm.R2, 0x12),
 		asm.JNE.Imm(asm.R2, 0x02, "np_drop"),
 	)
 	// Ethernet: the addresses swapped.
-	in = append(in, loadBytes(6, rjPkt, 6)...)
-	in = append(in, loadBytes(0, rjPkt+6, 6)...)
+	in = append(in, loadBytes(asm.R0, 6, rjPkt, 6)...)
+	in = append(in, loadBytes(asm.R0, 0, rjPkt+6, 6)...)
 	st := func(off int16, v int64, size asm.Size) asm.Instruction {
 		return asm.StoreImm(asm.RFP, rjPkt+off, v, size)
 	}
@@ -629,26 +606,7 @@ func npReject() asm.Instructions {
 	in = append(in, asm.Mov.Reg(asm.R7, asm.R0))
 	in = append(in, csum(rjPkt+34, 20, true)...)
 	in = append(in, fold(rjPkt+50)...)
-	in = append(in,
-		// Cut the packet to 54 bytes, write the reset, send it back.
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 54),
-		asm.Mov.Imm(asm.R3, 0),
-		asm.FnSkbChangeTail.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 0),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjPkt),
-		asm.Mov.Imm(asm.R4, 54),
-		asm.Mov.Imm(asm.R5, 0),
-		asm.FnSkbStoreBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		asm.LoadMem(asm.R1, asm.R6, 40, asm.Word), // skb->ifindex
-		asm.Mov.Imm(asm.R2, 0),
-		asm.FnRedirect.Call(),
-		asm.Return(),
-	)
+	in = append(in, bounce(rjPkt, 54)...)
 	in = append(in, npRejectUDP()...)
 	return in
 }
@@ -666,29 +624,11 @@ func npRejectUDP() asm.Instructions {
 		// Only a 20-byte IPv4 header fits the answer as built here.
 		asm.LoadMem(asm.R2, asm.RFP, npCsumOff, asm.Word).WithSymbol("np_reject_udp"),
 		asm.JNE.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen+6, "np_drop"),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 6),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjICMP),
-		asm.Mov.Imm(asm.R4, 6),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 0),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjICMP+6),
-		asm.Mov.Imm(asm.R4, 6),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		// The datagram's IPv4 header and 8 bytes, quoted.
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, ethHdrLen),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjICMP+42),
-		asm.Mov.Imm(asm.R4, 28),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, "np_drop"),
 	}
+	in = append(in, loadBytes(asm.R0, 6, rjICMP, 6)...)
+	in = append(in, loadBytes(asm.R0, 0, rjICMP+6, 6)...)
+	// The datagram's IPv4 header and 8 bytes, quoted.
+	in = append(in, loadBytes(asm.R0, ethHdrLen, rjICMP+42, 28)...)
 	st := func(off int16, v int64, size asm.Size) asm.Instruction {
 		return asm.StoreImm(asm.RFP, rjICMP+off, v, size)
 	}
@@ -706,25 +646,48 @@ func npRejectUDP() asm.Instructions {
 	in = append(in, fold(rjICMP+24)...)
 	in = append(in, csum(rjICMP+34, 36, false)...)
 	in = append(in, fold(rjICMP+36)...)
+	return append(in, bounce(rjICMP, 70)...)
+}
+
+// loadBytes copies n bytes of the packet, at base+off (base R0: at off),
+// to the stack; a short packet is dropped.
+func loadBytes(base asm.Register, off int32, to int16, n int32) asm.Instructions {
+	in := asm.Instructions{asm.Mov.Reg(asm.R1, asm.R6), asm.Mov.Imm(asm.R2, off)}
+	if base != asm.R0 {
+		in[1] = asm.Mov.Reg(asm.R2, base)
+		in = append(in, asm.Add.Imm(asm.R2, off))
+	}
 	return append(in,
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, int32(to)),
+		asm.Mov.Imm(asm.R4, n),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "np_drop"),
+	)
+}
+
+// bounce makes the packet the n bytes built in the stack at from, and
+// sends it back out of the device it came in by.
+func bounce(from int16, n int32) asm.Instructions {
+	return asm.Instructions{
 		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 70),
+		asm.Mov.Imm(asm.R2, n),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnSkbChangeTail.Call(),
 		asm.JNE.Imm(asm.R0, 0, "np_drop"),
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, 0),
 		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, rjICMP),
-		asm.Mov.Imm(asm.R4, 70),
+		asm.Add.Imm(asm.R3, int32(from)),
+		asm.Mov.Imm(asm.R4, n),
 		asm.Mov.Imm(asm.R5, 0),
 		asm.FnSkbStoreBytes.Call(),
 		asm.JNE.Imm(asm.R0, 0, "np_drop"),
-		asm.LoadMem(asm.R1, asm.R6, 40, asm.Word),
+		asm.LoadMem(asm.R1, asm.R6, 40, asm.Word), // skb->ifindex
 		asm.Mov.Imm(asm.R2, 0),
 		asm.FnRedirect.Call(),
 		asm.Return(),
-	)
+	}
 }
 
 // csum is bpf_csum_diff over n bytes of the stack at from, seeded with R7

@@ -196,14 +196,8 @@ func sockAffinityLookup() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.RFP, skFlags, asm.Byte),
 		asm.And.Imm(asm.R2, int32(emit.SvcFlagAffinity)),
 		asm.JEq.Imm(asm.R2, 0, "pick"),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.FnGetNetnsCookie.Call(),
-		asm.StoreMem(asm.RFP, skAffKey, asm.R0, asm.DWord),
-		asm.LoadMem(asm.R2, asm.RFP, skRevNat, asm.Half),
-		asm.StoreMem(asm.RFP, skAffKey+8, asm.R2, asm.Half),
-		asm.StoreImm(asm.RFP, skAffKey+10, 0, asm.Half),
-		asm.StoreImm(asm.RFP, skAffKey+12, 0, asm.Word),
 	}
+	in = append(in, affinityKey()...)
 	in = append(in, mapLookup(MapSockAffinity, skAffKey)...)
 	in = append(in,
 		asm.JEq.Imm(asm.R0, 0, "pick"),
@@ -249,7 +243,17 @@ func sockAffinityStore() asm.Instructions {
 		asm.StoreImm(asm.RFP, skAffVal+12, 0, asm.Word),
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, skAffVal+16, asm.R0, asm.DWord),
-		// The key: the lookup path may not have written it.
+	}
+	// The key: the lookup path may not have written it.
+	in = append(in, affinityKey()...)
+	in = append(in, mapUpdate(MapSockAffinity, skAffKey, skAffVal)...)
+	return append(in, asm.Mov.Imm(asm.R0, 0).WithSymbol("affinity_done"))
+}
+
+// affinityKey writes the sock_affinity key: the client's network
+// namespace and the frontend.
+func affinityKey() asm.Instructions {
+	return asm.Instructions{
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetNetnsCookie.Call(),
 		asm.StoreMem(asm.RFP, skAffKey, asm.R0, asm.DWord),
@@ -258,8 +262,6 @@ func sockAffinityStore() asm.Instructions {
 		asm.StoreImm(asm.RFP, skAffKey+10, 0, asm.Half),
 		asm.StoreImm(asm.RFP, skAffKey+12, 0, asm.Word),
 	}
-	in = append(in, mapUpdate(MapSockAffinity, skAffKey, skAffVal)...)
-	return append(in, asm.Mov.Imm(asm.R0, 0).WithSymbol("affinity_done"))
 }
 
 // sockRevNatStore records, for this socket and backend, the frontend that
