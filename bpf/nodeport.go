@@ -397,24 +397,10 @@ func npService(cfg LBConfig) asm.Instructions {
 		)
 	}
 	in = append(in,
-		asm.LoadMem(asm.R2, asm.RFP, npHash, asm.Word).WithSymbol("np_slot"),
+		asm.LoadMem(asm.R0, asm.RFP, npHash, asm.Word).WithSymbol("np_slot"),
 		asm.LoadMem(asm.R8, asm.RFP, npCount, asm.Word),
-		asm.Mod.Reg32(asm.R2, asm.R8),
-		asm.Add.Imm(asm.R2, 1),
-		asm.StoreMem(asm.RFP, npSvcKey+6, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, npSvcKey+9, asm.Byte),
-		asm.JNE.Imm(asm.R2, int32(emit.ScopeAll), "np_slot_local"),
 	)
-	in = append(in, mapLookup(MapServices, npSvcKey)...)
-	in = append(in, asm.Ja.Label("np_have_slot"))
-	local := mapLookup(MapServicesLocal, npSvcKey)
-	local[0] = local[0].WithSymbol("np_slot_local")
-	in = append(in, local...)
-	in = append(in,
-		asm.JEq.Imm(asm.R0, 0, "np_drop").WithSymbol("np_have_slot"),
-		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.RFP, npBackend, asm.R2, asm.Word),
-	)
+	in = append(in, slotBackend("np_", npSvcKey, npBackend, "np_drop")...)
 	bl := mapLookup(MapBackends, npBackend)
 	bl[0] = bl[0].WithSymbol("np_backend")
 	in = append(in, bl...)

@@ -143,22 +143,8 @@ func sockTranslate() asm.Instructions {
 	in = append(in,
 		// A random slot in 1..count.
 		asm.FnGetPrandomU32.Call().WithSymbol("pick"),
-		asm.Mod.Reg32(asm.R0, asm.R8),
-		asm.Add.Imm(asm.R0, 1),
-		asm.StoreMem(asm.RFP, skSvcKey+6, asm.R0, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, skSvcKey+9, asm.Byte),
-		asm.JNE.Imm(asm.R2, int32(emit.ScopeAll), "slot_local"),
 	)
-	in = append(in, mapLookup(MapServices, skSvcKey)...)
-	in = append(in, asm.Ja.Label("have_slot"))
-	local := mapLookup(MapServicesLocal, skSvcKey)
-	local[0] = local[0].WithSymbol("slot_local")
-	in = append(in, local...)
-	in = append(in,
-		asm.JEq.Imm(asm.R0, 0, "done").WithSymbol("have_slot"),
-		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.RFP, skBackendID, asm.R2, asm.Word),
-	)
+	in = append(in, slotBackend("", skSvcKey, skBackendID, "done")...)
 	in = append(in, mapLookup(MapBackends, skBackendID)...)
 	in = append(in,
 		asm.JEq.Imm(asm.R0, 0, "done"),
@@ -248,6 +234,29 @@ func sockAffinityStore() asm.Instructions {
 	in = append(in, affinityKey()...)
 	in = append(in, mapUpdate(MapSockAffinity, skAffKey, skAffVal)...)
 	return append(in, asm.Mov.Imm(asm.R0, 0).WithSymbol("affinity_done"))
+}
+
+// slotBackend picks slot R0 % R8 + 1 of the frontend whose master key is
+// at svcKey (scope all: services; local: services_local) and writes its
+// backend id at backendSlot; a missing slot goes to miss.
+func slotBackend(prefix string, svcKey, backendSlot int16, miss string) asm.Instructions {
+	in := asm.Instructions{
+		asm.Mod.Reg32(asm.R0, asm.R8),
+		asm.Add.Imm(asm.R0, 1),
+		asm.StoreMem(asm.RFP, svcKey+6, asm.R0, asm.Half),
+		asm.LoadMem(asm.R2, asm.RFP, svcKey+9, asm.Byte),
+		asm.JNE.Imm(asm.R2, int32(emit.ScopeAll), prefix+"slot_local"),
+	}
+	in = append(in, mapLookup(MapServices, int32(svcKey))...)
+	in = append(in, asm.Ja.Label(prefix+"have_slot"))
+	local := mapLookup(MapServicesLocal, int32(svcKey))
+	local[0] = local[0].WithSymbol(prefix + "slot_local")
+	in = append(in, local...)
+	return append(in,
+		asm.JEq.Imm(asm.R0, 0, miss).WithSymbol(prefix+"have_slot"),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, backendSlot, asm.R2, asm.Word),
+	)
 }
 
 // affinityKey writes the sock_affinity key: the client's network
