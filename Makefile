@@ -9,8 +9,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
+# The lab wires pods with sluice-cni and the standard static IPAM plugin.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/static github.com/containernetworking/plugins/plugins/ipam/static
 
 # The tests: formatting, vet, and every package's tests (the fuzz seed
 # corpora run as plain tests).

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/sluicenet/sluice/loader"
 )
 
 const usage = `sluice compiles Kubernetes network policy and services into eBPF artifacts.
@@ -19,6 +21,9 @@ Usage:
   sluice dump DIR [--map NAME]                print an artifact as the cilium CLI would
   sluice diff OLD NEW [-o text|json]          what changed in access and routing
   sluice verify DIR                           load an artifact's maps and programs into the kernel (no attach)
+  sluice lab up -f PATH... [--name NAME]      a whole cluster in network namespaces, with the real agents
+  sluice lab probe --from POD|world --to POD|IP --port PORT/PROTO [--name NAME]
+  sluice lab down [--name NAME]               remove everything the lab made
   sluice version
 
 Run "sluice COMMAND -h" for the flags of a command.
@@ -28,6 +33,9 @@ Run "sluice COMMAND -h" for the flags of a command.
 var version = "dev"
 
 func main() {
+	if os.Getenv(loader.SockClientEnv) != "" { // a lab probe's client, in a pod
+		os.Exit(loader.SockClient(os.Stdin, os.Stdout))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -47,6 +55,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDiff(args[1:], stdin, stdout, stderr)
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
+	case "lab":
+		return cmdLab(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
