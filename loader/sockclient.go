@@ -33,6 +33,8 @@ const SockClientEnv = "SLUICE_SOCK_CLIENT"
 //	refuse ADDR:PORT      a TCP connect expected to fail (1 s); "failed ERRNO MILLISECONDS"
 //	udpsend ADDR:PORT     an unconnected sendto expected to fail; "failed ERRNO"
 //	latency ADDR:PORT N   N connect+close; "latency NANOSECONDS-PER-CONNECT"
+//	probe tcp|udp ADDR:PORT MS  connect and read the greeting, or a datagram and its answer;
+//	                      "ok NAME", "refused" or "timeout"
 func SockClient(in io.Reader, out io.Writer) int {
 	var held net.Conn
 	var heldR *bufio.Reader
@@ -143,6 +145,32 @@ func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
 			return "err " + err.Error()
 		}
 		return fmt.Sprintf("udpconn peer=%s name=%s", peerOf(c), strings.Fields(string(buf[:n]))[0])
+	case "probe":
+		// "probe tcp ADDR:PORT MS" connects (and reads the server's
+		// greeting), "probe udp ADDR:PORT MS" sends a datagram and waits for
+		// the answer; either answers "ok NAME", "refused" or "timeout".
+		ms, _ := strconv.Atoi(arg(3))
+		timeout := time.Duration(max(ms, 1)) * time.Millisecond
+		network, ok := map[string]string{"tcp": "tcp4", "udp": "udp4"}[strings.ToLower(arg(1))]
+		if !ok {
+			return "err probe: tcp or udp"
+		}
+		c, err := net.DialTimeout(network, arg(2), timeout)
+		if err != nil {
+			return probeFailure(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if network == "udp4" {
+			if _, err := c.Write([]byte("probe\n")); err != nil {
+				return probeFailure(err)
+			}
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return probeFailure(err)
+		}
+		return "ok " + strings.Fields(line)[0]
 	case "refuse":
 		start := time.Now()
 		c, err := net.DialTimeout("tcp", arg(1), time.Second)
@@ -189,6 +217,18 @@ func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
 		return fmt.Sprintf("latency %d", total.Nanoseconds()/int64(max(n, 1)))
 	}
 	return "err unknown command " + f[0]
+}
+
+// probeFailure names why a probe got no answer.
+func probeFailure(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "err " + err.Error()
 }
 
 // peerOf asks the kernel (getpeername) for a connected socket's peer.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/loader/lab"
@@ -60,15 +61,30 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "lab %s removed\n", *name)
 		return 0
 	case "probe":
-		from := fs.String("from", "", "the probing pod (namespace/name), or world")
-		to := fs.String("to", "", "the probed pod (namespace/name), or an address")
-		port := fs.String("port", "", "PORT/PROTO")
+		from := fs.String("from", "", "the probing pod (namespace/name), node (node/NAME), or world")
+		to := fs.String("to", "", "the probed pod (namespace/name), node (node/NAME), or an address")
+		var ports multiFlag
+		fs.Var(&ports, "port", "PORT/PROTO (TCP or UDP; repeatable with --matrix; default 80/TCP)")
+		matrix := fs.Bool("matrix", false, "probe every ordered pair of pods, as sluice trace --matrix evaluates them")
+		output := fs.String("o", "tsv", "output of --matrix: tsv or table")
+		timeout := fs.Duration("timeout", 300*time.Millisecond, "how long a probe waits for an answer (a drop is told by it)")
 		if _, err := parse(fs, args[1:]); err != nil {
 			return 2
 		}
-		pp, err := parsePort(*port)
-		if err != nil || *from == "" || *to == "" {
-			fmt.Fprintln(stderr, "sluice lab probe: give --from, --to and --port PORT/PROTO")
+		if len(ports) == 0 {
+			ports = multiFlag{"80/TCP"}
+		}
+		var pps []ir.PortProto
+		for _, p := range ports {
+			pp, err := parsePort(p)
+			if err != nil || (pp.Proto != ir.ProtoTCP && pp.Proto != ir.ProtoUDP) {
+				fmt.Fprintf(stderr, "sluice lab probe: --port %q: want PORT/TCP or PORT/UDP\n", p)
+				return 2
+			}
+			pps = append(pps, pp)
+		}
+		if !*matrix && (*from == "" || *to == "" || len(pps) != 1) {
+			fmt.Fprintln(stderr, "sluice lab probe: give --from, --to and one --port PORT/PROTO, or --matrix")
 			return 2
 		}
 		l, err := lab.Open(*root, *name)
@@ -77,7 +93,26 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		p := l.Prober()
+		p.Timeout = *timeout
 		defer p.Close()
+		if *matrix {
+			m, err := p.Matrix(pps)
+			if err != nil {
+				fmt.Fprintf(stderr, "sluice lab probe: %v\n", err)
+				return 1
+			}
+			switch *output {
+			case "tsv":
+				ir.WriteMatrixTSV(stdout, m)
+			case "table":
+				ir.WriteMatrixTable(stdout, m)
+			default:
+				fmt.Fprintf(stderr, "sluice lab probe: unknown output %q; accepted: tsv, table\n", *output)
+				return 2
+			}
+			return 0
+		}
+		pp := pps[0]
 		res, err := p.Probe(*from, *to, pp.Port, pp.Proto.String())
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice lab probe: %v\n", err)

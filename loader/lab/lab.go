@@ -44,6 +44,10 @@ const DefaultRoot = "/run/sluice-lab"
 // WorldIP is the address of the namespace that stands for the outside.
 const WorldIP = "198.51.100.1"
 
+// NodePort is the TCP port each node's own server answers on (a
+// kubelet's), for probes to a node.
+const NodePort = "10250"
+
 // Node is a node of the lab.
 type Node struct {
 	Name   string `json:"name"`
@@ -361,6 +365,11 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 	nodeOf := map[string]Node{}
 	for _, n := range l.st.Nodes {
 		nodeOf[n.Name] = n
+		// The node's own server (a kubelet's port), for probes to the node.
+		if err := l.spawn(n.Netns, n.Cgroup, "serve-node-"+n.Name, filepath.Join(l.cfg.BinDir, "sluice"),
+			"lab", "serve", "--pod", "node:"+n.Name, "--ip", n.IP, "--ports", NodePort+"/TCP"); err != nil {
+			return err
+		}
 	}
 	for i, e := range cl.Endpoints {
 		var ip netip.Addr
@@ -387,30 +396,36 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 			return err
 		}
 	}
-	// Native routing: the other nodes' pod CIDRs, or pods, via their node.
-	for _, n := range l.st.Nodes {
-		for _, other := range cl.Nodes {
-			if other.Name == n.Name {
-				continue
+	// Native routing: the other nodes' pod CIDRs, or pods, via their
+	// node; the world reaches every node's pods the same way.
+	for _, other := range cl.Nodes {
+		via := nodeOf[other.Name].IP
+		var dests []string
+		for _, pc := range other.PodCIDRs {
+			if pc.Addr().Is4() {
+				dests = append(dests, pc.String())
 			}
-			via := nodeOf[other.Name].IP
-			var dests []string
-			for _, pc := range other.PodCIDRs {
-				if pc.Addr().Is4() {
-					dests = append(dests, pc.String())
+		}
+		if len(dests) == 0 {
+			for _, p := range l.st.Pods {
+				if p.Node == other.Name {
+					dests = append(dests, p.IP+"/32")
 				}
 			}
-			if len(dests) == 0 {
-				for _, p := range l.st.Pods {
-					if p.Node == other.Name {
-						dests = append(dests, p.IP+"/32")
-					}
-				}
-			}
+		}
+		for _, n := range l.st.Nodes {
 			for _, d := range dests {
+				if n.Name == other.Name {
+					continue
+				}
 				if err := l.ip("-n", n.Netns, "route", "add", d, "via", via, "dev", "ext0", "onlink"); err != nil {
 					return err
 				}
+			}
+		}
+		for _, d := range dests {
+			if err := l.ip("-n", l.st.World, "route", "add", d, "via", via, "dev", "eth0", "onlink"); err != nil {
+				return err
 			}
 		}
 	}

@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
+	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/loader"
 )
 
@@ -20,6 +23,10 @@ import (
 type Prober struct {
 	l       *Lab
 	clients map[string]*client
+	mu      sync.Mutex
+	// Timeout bounds each probe: a dropped connection is told from an
+	// allowed one by it (default 300 ms; the lab's links are local).
+	Timeout time.Duration
 }
 
 type client struct {
@@ -29,7 +36,9 @@ type client struct {
 }
 
 // Prober returns a prober; Close stops its clients.
-func (l *Lab) Prober() *Prober { return &Prober{l: l, clients: map[string]*client{}} }
+func (l *Lab) Prober() *Prober {
+	return &Prober{l: l, clients: map[string]*client{}, Timeout: 300 * time.Millisecond}
+}
 
 // Close stops the clients.
 func (p *Prober) Close() {
@@ -51,9 +60,10 @@ type Result struct {
 	Detail     string // the client's report
 }
 
-// Probe connects from a pod ("namespace/name") or "world" to a pod, or an
-// address, on port/proto (TCP: a connect with a 1 s timeout; UDP: a
-// request and its answer, 2 s).
+// Probe connects from a pod ("namespace/name"), a node ("node:NAME") or
+// "world" to a pod, a node, or an address, on port/proto: TCP a connect
+// (and the server's greeting), UDP a datagram and its answer, within
+// Timeout.
 func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, error) {
 	c, err := p.client(from)
 	if err != nil {
@@ -65,12 +75,12 @@ func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, erro
 			addr = pod.IP
 		}
 	}
-	target := fmt.Sprintf("%s:%d", addr, port)
-	cmd := "dial " + target + " 1"
-	if strings.EqualFold(proto, "UDP") {
-		cmd = "udpconn " + target
+	for _, n := range p.l.st.Nodes {
+		if "node:"+n.Name == to {
+			addr = n.IP
+		}
 	}
-	fmt.Fprintln(c.in, cmd)
+	fmt.Fprintf(c.in, "probe %s %s:%d %d\n", strings.ToLower(proto), addr, port, p.Timeout.Milliseconds())
 	line, err := c.out.ReadString('\n')
 	if err != nil {
 		return Result{}, fmt.Errorf("the probe client of %s: %w", from, err)
@@ -79,27 +89,71 @@ func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, erro
 	res := Result{Detail: line}
 	switch {
 	case strings.HasPrefix(line, "ok "):
-		name, _, _ := strings.Cut(strings.Fields(line)[1], "=")
-		res.Reached, res.AnsweredBy = true, name
-	case strings.Contains(line, "connection refused"):
+		res.Reached, res.AnsweredBy = true, strings.TrimPrefix(line, "ok ")
+	case line == "refused":
 		res.Reached, res.Refused = true, true
-	case strings.HasPrefix(line, "udpconn "):
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "name="); ok {
-				res.Reached, res.AnsweredBy = true, v
-			}
-		}
 	}
 	return res, nil
 }
 
+// Matrix probes every ordered pair of the lab's pods (the diagonal
+// included, as sluice trace --matrix) on every port, the sources in
+// parallel, and returns what the kernel did in trace --matrix's form.
+func (p *Prober) Matrix(ports []ir.PortProto) ([]ir.MatrixEntry, error) {
+	pods := p.l.st.Pods
+	rows := make([][]ir.MatrixEntry, len(pods))
+	errs := make([]error, len(pods))
+	for i := range pods {
+		if _, err := p.client(pods[i].Key); err != nil {
+			return nil, err
+		}
+	}
+	var wg sync.WaitGroup
+	for i, from := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, to := range pods {
+				for _, pp := range ports {
+					res, err := p.Probe(from.Key, to.Key, pp.Port, pp.Proto.String())
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					v := ir.Deny
+					if res.Reached {
+						v = ir.Allow
+					}
+					rows[i] = append(rows[i], ir.MatrixEntry{From: from.Key, To: to.Key, Port: pp.Port, Proto: pp.Proto, Verdict: v})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var out []ir.MatrixEntry
+	for i := range rows {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		out = append(out, rows[i]...)
+	}
+	return out, nil
+}
+
 func (p *Prober) client(from string) (*client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if c, ok := p.clients[from]; ok {
 		return c, nil
 	}
 	netns, cgroup := "", ""
 	if from == "world" {
 		netns = p.l.st.World
+	}
+	for _, n := range p.l.st.Nodes {
+		if "node:"+n.Name == from {
+			netns, cgroup = n.Netns, n.Cgroup
+		}
 	}
 	for _, pod := range p.l.st.Pods {
 		if pod.Key == from {
@@ -112,7 +166,7 @@ func (p *Prober) client(from string) (*client, error) {
 		}
 	}
 	if netns == "" {
-		return nil, fmt.Errorf("no pod %q in the lab (give namespace/name, or world)", from)
+		return nil, fmt.Errorf("no pod or node %q in the lab (give namespace/name, node:NAME or world)", from)
 	}
 	cmd := exec.Command("ip", "netns", "exec", netns, p.l.binary("sluice"))
 	cmd.Env = append(os.Environ(), loader.SockClientEnv+"=1")
