@@ -61,8 +61,8 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "lab %s removed\n", *name)
 		return 0
 	case "probe":
-		from := fs.String("from", "", "the probing pod (namespace/name), node (node/NAME), or world")
-		to := fs.String("to", "", "the probed pod (namespace/name), node (node/NAME), or an address")
+		from := fs.String("from", "", "the probing pod (namespace/name), node (node:NAME), or world")
+		to := fs.String("to", "", "the probed pod (namespace/name), node (node:NAME), or an address")
 		var ports multiFlag
 		fs.Var(&ports, "port", "PORT/PROTO (TCP or UDP; repeatable with --matrix; default 80/TCP)")
 		matrix := fs.Bool("matrix", false, "probe every ordered pair of pods, as sluice trace --matrix evaluates them")
