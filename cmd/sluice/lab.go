@@ -15,7 +15,7 @@ import (
 
 func cmdLab(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "sluice lab: give up, probe, down (or serve, which the lab runs in its pods)")
+		fmt.Fprintln(stderr, "sluice lab: give up, probe, apply, down (or serve, which the lab runs in its pods)")
 		return 2
 	}
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
@@ -44,6 +44,26 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "lab %s is up: %d nodes, %d pods; sluice lab down --name %s removes it\n", *name, len(l.Nodes()), len(l.Pods()), *name)
+		return 0
+	case "apply":
+		var files multiFlag
+		fs.Var(&files, "f", "manifest file or directory (repeatable, or comma-separated)")
+		if _, err := parse(fs, args[1:]); err != nil {
+			return 2
+		}
+		if len(files) == 0 {
+			fmt.Fprintln(stderr, "sluice lab apply: give the manifests with -f PATH")
+			return 2
+		}
+		l, err := lab.Open(*root, *name)
+		if err == nil {
+			l.SetLog(stdout)
+			err = l.Apply(files)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice lab apply: %v\n", err)
+			return 1
+		}
 		return 0
 	case "down":
 		if _, err := parse(fs, args[1:]); err != nil {
@@ -141,6 +161,6 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(stderr, "sluice lab: unknown subcommand %q: up, probe, down\n", args[0])
+	fmt.Fprintf(stderr, "sluice lab: unknown subcommand %q: up, probe, apply, down\n", args[0])
 	return 2
 }

@@ -23,6 +23,8 @@ Usage:
   sluice verify DIR                           load an artifact's maps and programs into the kernel (no attach)
   sluice lab up -f PATH... [--name NAME]      a whole cluster in network namespaces, with the real agents
   sluice lab probe --from POD|world --to POD|IP --port PORT/PROTO [--name NAME]
+  sluice lab probe --matrix [--port PORT/PROTO...] [-o tsv|table] [--name NAME]
+  sluice lab apply -f PATH... [--name NAME]   recompile; the lab's agents swap
   sluice lab down [--name NAME]               remove everything the lab made
   sluice version
 

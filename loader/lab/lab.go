@@ -132,6 +132,9 @@ func (l *Lab) save() error {
 	return os.Rename(tmp, filepath.Join(l.st.Dir, "lab.json"))
 }
 
+// SetLog sends the lab's progress to w.
+func (l *Lab) SetLog(w io.Writer) { l.cfg.Log = w }
+
 // Nodes and Pods describe the lab.
 func (l *Lab) Nodes() []Node { return l.st.Nodes }
 
@@ -620,4 +623,80 @@ func (l *Lab) Down() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Apply recompiles the lab from manifests and waits until every node's
+// agent serves the new generation (nodes whose artifact did not change
+// have nothing to swap). The pods must be the lab's: adding or removing
+// pods, or moving them, needs a new lab.
+func (l *Lab) Apply(manifests []string) error {
+	_, cl, diags := compiler.Load(manifests, nil, compiler.Options{})
+	if len(diags) > 0 {
+		return diags.Err()
+	}
+	have := map[string]Pod{}
+	for _, p := range l.st.Pods {
+		have[p.Key] = p
+	}
+	n := 0
+	for _, e := range cl.Endpoints {
+		if len(e.IPs) == 0 || !e.IPs[0].Is4() {
+			continue
+		}
+		p, ok := have[e.Key()]
+		if !ok || p.IP != e.IPs[0].String() || p.Node != e.Node {
+			return fmt.Errorf("pod %s is not in the lab as the manifests place it: pods cannot change under lab apply; lab down and up again", e.Key())
+		}
+		n++
+	}
+	if n != len(l.st.Pods) {
+		return fmt.Errorf("the manifests have %d of the lab's %d pods: pods cannot change under lab apply; lab down and up again", n, len(l.st.Pods))
+	}
+	out, err := emit.Build(cl, emit.Options{NodeFiles: loader.Listings, Shared: loader.SharedListings()})
+	if err != nil {
+		return err
+	}
+	outDir := filepath.Join(l.st.Dir, "out")
+	before := map[string]int{}
+	changed := map[string]bool{}
+	for _, a := range out.Artifacts {
+		old, _ := os.ReadFile(filepath.Join(outDir, a.Node, "manifest.json"))
+		for _, f := range a.Files {
+			if f.Name == "manifest.json" && string(f.Data) != string(old) {
+				changed[a.Node] = true
+			}
+		}
+		before[a.Node] = l.generation(a.Node)
+	}
+	if err := loader.WriteArtifacts(outDir, out.Artifacts, nil); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for node := range changed {
+		for l.generation(node) <= before[node] {
+			if time.Now().After(deadline) {
+				m, _ := l.Metrics(node)
+				return fmt.Errorf("the agent of node %s did not swap in the new generation within 20s; its metrics:\n%s", node, m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fmt.Fprintf(l.cfg.Log, "applied: %d of %d nodes swapped\n", len(changed), len(out.Artifacts))
+	return nil
+}
+
+// generation is a node agent's sluice_generation, -1 when unknown.
+func (l *Lab) generation(node string) int {
+	m, err := l.Metrics(node)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(line, "sluice_generation "); ok {
+			var g int
+			fmt.Sscan(v, &g)
+			return g
+		}
+	}
+	return -1
 }

@@ -96,6 +96,19 @@ func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, erro
 	return res, nil
 }
 
+// Do sends one command to a source's client (see loader.SockClient) and
+// returns its answer: for what probes do not cover, such as holding a
+// connection open across a change.
+func (p *Prober) Do(from, cmd string) (string, error) {
+	c, err := p.client(from)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintln(c.in, cmd)
+	line, err := c.out.ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
 // Matrix probes every ordered pair of the lab's pods (the diagonal
 // included, as sluice trace --matrix) on every port, the sources in
 // parallel, and returns what the kernel did in trace --matrix's form.
