@@ -5,7 +5,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test bench demo fuzz lint clean update-golden install-cni
+.PHONY: all build test e2e bench demo fuzz lint clean update-golden install-cni
 
 all: build
 
@@ -18,6 +18,10 @@ build:
 # corpora run as plain tests).
 test: lint
 	$(GO) test -count=1 -timeout 14m ./...
+
+# The end-to-end tests alone: the lab (also part of make test as root).
+e2e: build
+	$(GO) test -count=1 -timeout 10m ./loader/lab/
 
 lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -40,14 +44,11 @@ bench: build
 fuzz:
 	$(GO) test ./schema/ -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 
-# The main job on the bundled example: compile, dump, trace.
+# The main job on the bundled example: compile it, bring it up as a lab of
+# network namespaces (when the machine allows it: root, iproute2, BPF),
+# show what the kernel lets through and why, and tear the lab down.
 demo: build
-	$(BIN)/sluice compile -f examples/seed -o out/seed
-	$(BIN)/sluice dump out/seed/worker-2
-	$(BIN)/sluice trace -f examples/seed --from default/frontend --to default/backend --port 80/TCP
-	$(BIN)/sluice trace -f examples/seed --from default/client --to default/backend --port 80/TCP
-	$(BIN)/sluice trace -f examples/seed --from 203.0.113.7 --to default/public --port 80/TCP
-	$(BIN)/sluice trace -f examples/seed --matrix --port 80/TCP -o table
+	./examples/demo.sh
 
 # Place sluice-cni in /opt/cni/bin and a network configuration list in
 # /etc/cni/net.d (CNI_BIN_DIR, CNI_CONF_DIR and CNI_CONFLIST override them).
