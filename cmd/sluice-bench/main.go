@@ -26,6 +26,7 @@ import (
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/loader"
+	"github.com/sluicenet/sluice/loader/lab"
 )
 
 func main() {
@@ -46,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	example := fs.String("example", "examples/seed", "the example `directory` whose busiest node the swap table measures")
 	swapRuns := fs.Int("swap", 5, "swaps per artifact for the swap latency table (0: skip it; needs root)")
 	datapath := fs.Int("datapath", 1000000, "BPF_PROG_TEST_RUN repeats for the datapath table (0: skip it; needs root)")
+	labBench := fs.Bool("lab", true, "time sluice lab up and down for the example and 3 nodes × 100 pods, and probes through it (needs root)")
 	connects := fs.Int("connects", 2000, "connects per round for the socket load balancing table (0: skip it; needs root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sluice-bench -sluice PATH [-work DIR] [-scale 1.0]")
@@ -99,6 +101,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		loader.PrintSockBench(stdout, rows)
 	}
+	if *labBench && os.Geteuid() == 0 {
+		fmt.Fprintln(stdout)
+		rows, err := benchLab(*sluice, *example, *work)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice-bench: lab: %v\n", err)
+			return 1
+		}
+		lab.PrintBench(stdout, rows)
+	}
 	if *datapath > 0 && os.Geteuid() == 0 {
 		fmt.Fprintln(stdout)
 		if err := benchNodePort(stdout, *datapath); err != nil {
@@ -107,6 +118,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// benchLab times labs of the example and of 3 nodes × 100 pods.
+func benchLab(sluice, example, work string) ([]lab.BenchResult, error) {
+	binDir, err := filepath.Abs(filepath.Dir(sluice))
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(work, "sluice-bench-lab-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	scale, err := lab.ScaleManifests(tmp, 3, 100)
+	if err != nil {
+		return nil, err
+	}
+	var rows []lab.BenchResult
+	for _, c := range []struct{ name, path string }{{filepath.Base(example), example}, {"3 nodes x 100 pods", scale}} {
+		r, err := lab.Bench(c.name, []string{c.path}, binDir, 20)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
 }
 
 // benchNodePort measures the external device's program on a node with

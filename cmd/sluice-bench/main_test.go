@@ -84,7 +84,7 @@ func TestBench(t *testing.T) {
 	t.Setenv(fakeEnv, "ok")
 	work := t.TempDir()
 	var stdout, stderr strings.Builder
-	code := run([]string{"-sluice", os.Args[0], "-work", work, "-scale", "0.02", "-datapath", "20000", "-swap", "2", "-connects", "50", "-example", "../../examples/seed"}, &stdout, &stderr)
+	code := run([]string{"-sluice", os.Args[0], "-work", work, "-scale", "0.02", "-datapath", "20000", "-swap", "2", "-connects", "50", "-lab=false", "-example", "../../examples/seed"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}

@@ -113,7 +113,11 @@ func (p *Prober) Do(from, cmd string) (string, error) {
 // included, as sluice trace --matrix) on every port, the sources in
 // parallel, and returns what the kernel did in trace --matrix's form.
 func (p *Prober) Matrix(ports []ir.PortProto) ([]ir.MatrixEntry, error) {
-	pods := p.l.st.Pods
+	return p.MatrixOf(p.l.st.Pods, ports)
+}
+
+// MatrixOf is Matrix among some of the lab's pods.
+func (p *Prober) MatrixOf(pods []Pod, ports []ir.PortProto) ([]ir.MatrixEntry, error) {
 	rows := make([][]ir.MatrixEntry, len(pods))
 	errs := make([]error, len(pods))
 	for i := range pods {
