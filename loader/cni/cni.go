@@ -9,7 +9,9 @@
 // (permanent) neighbour entry maps to the host-side veth's MAC, so no ARP
 // proxying is needed on the host. On the host, a /32 route to the pod
 // through its veth, named lxc + the first 11 hex digits of the sha256 of
-// the container ID and interface name.
+// the container ID and interface name; the route is of global scope, so
+// that the host's own connections to the pod come from the node's address
+// (the datapath knows it as the host), not from the gateway address.
 //
 // Endpoint records live in StateDir as <container ID>-<ifname>.json,
 // written atomically (temporary file and rename) under a lock file, so
@@ -191,7 +193,10 @@ func Add(args *skel.CmdArgs) (err error) {
 			bits = 128
 		}
 		dst := &net.IPNet{IP: ipc.Address.IP, Mask: net.CIDRMask(bits, bits)}
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: hostLink.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+		// Scope global, not link: the host's own traffic to the pod then
+		// leaves from the node's address (its identity to the pod's
+		// policy), not from the link-local gateway address on the veth.
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: hostLink.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_UNIVERSE}); err != nil {
 			return fmt.Errorf("route to %s on the host: %w", dst, err)
 		}
 	}

@@ -3,6 +3,7 @@ package lab
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,37 @@ func TestLabSeed(t *testing.T) {
 	if res, err := p.Probe("default/client", "10.96.0.10", 53, "UDP"); err != nil || !strings.HasPrefix(res.AnsweredBy, "kube-system/coredns-") {
 		t.Errorf("kube-dns over UDP from client: %v %+v", err, res)
 	}
+	// Pods and nodes, both ways, and the outside: from-world-to-role-public
+	// lets the world reach public alone, and l3-rule isolates backend.
+	for _, c := range []struct {
+		from, to string
+		port     uint16
+		want     bool
+	}{
+		{"default/client", "node:worker-2", 10250, true},  // pod to its node
+		{"default/frontend", "node:master", 10250, true},  // pod to another node
+		{"node:worker-1", "default/frontend", 80, true},   // node to its pod
+		{"node:worker-1", "default/client", 80, true},     // node to another node's pod
+		{"node:worker-2", "default/backend", 80, true},    // the own node is always allowed
+		{"node:master", "default/backend", 80, false},     // l3-rule: not from another node
+		{"world", "default/public", 80, true},             // from-world-to-role-public
+		{"world", "default/frontend", 80, true},           // not isolated
+		{"world", "default/backend", 80, false},           // l3-rule
+		{"default/frontend", "default/public", 80, false}, // from-world-to-role-public
+		{"default/frontend", "default/backend", 80, true}, // l3-rule allows frontend
+	} {
+		res, err := p.Probe(c.from, c.to, c.port, "TCP")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Reached != c.want {
+			t.Errorf("%s -> %s %d/TCP: reached %v (%s), want %v", c.from, c.to, c.port, res.Reached, res.Detail, c.want)
+		}
+		ev := ir.NewEvaluator(cl).Evaluate(ir.Query{Src: l.addrOf(t, c.from), Dst: l.addrOf(t, c.to), Proto: ir.ProtoTCP, Port: c.port})
+		if (ev.Verdict == ir.Allow) != c.want {
+			t.Errorf("%s -> %s %d/TCP: the evaluator says %s", c.from, c.to, c.port, ev.Verdict)
+		}
+	}
 	p.Close()
 
 	// A second up over it is refused, with how to remove it.
@@ -136,4 +168,52 @@ func TestLabSeed(t *testing.T) {
 	if strings.Contains(string(mounts), filepath.Join(root, name)) {
 		t.Error("mounts left after down")
 	}
+}
+
+// A lab that fails half-way up removes what it made: here sluice-cni
+// fails at the first pod, after the fabric, the nodes and the mounts.
+func TestLabUpFailureCleansUp(t *testing.T) {
+	requireRoot(t)
+	bin := buildBinaries(t)
+	if err := os.WriteFile(filepath.Join(bin, "sluice-cni"), []byte("#!/bin/sh\necho 'a broken CNI plugin' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	name := "f" + hex.EncodeToString(rnd[:])
+	root := t.TempDir()
+	_, err := Up(Config{Name: name, Manifests: []string{"../../examples/seed"}, Root: root, BinDir: bin})
+	if err == nil || !strings.Contains(err.Error(), "sluice-cni ADD") {
+		t.Fatalf("up with a broken CNI plugin: %v", err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), "sl-"+name+"-") {
+		t.Errorf("namespaces left by a failed up:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(root, name)); !os.IsNotExist(err) {
+		t.Errorf("state left by a failed up: %v", err)
+	}
+	mounts, _ := os.ReadFile("/proc/mounts")
+	if strings.Contains(string(mounts), filepath.Join(root, name)) {
+		t.Error("mounts left by a failed up")
+	}
+}
+
+func (l *Lab) addrOf(t *testing.T, end string) netip.Addr {
+	t.Helper()
+	if end == "world" {
+		return netip.MustParseAddr(WorldIP)
+	}
+	for _, n := range l.Nodes() {
+		if "node:"+n.Name == end {
+			return netip.MustParseAddr(n.IP)
+		}
+	}
+	for _, p := range l.Pods() {
+		if p.Key == end {
+			return netip.MustParseAddr(p.IP)
+		}
+	}
+	t.Fatalf("no %s in the lab", end)
+	return netip.Addr{}
 }
