@@ -9,10 +9,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-# The lab wires pods with sluice-cni and the standard static IPAM plugin.
+# The lab wires pods with sluice-cni and the standard static and
+# host-local IPAM plugins.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
-	$(GO) build -o $(BIN)/static github.com/containernetworking/plugins/plugins/ipam/static
+	$(GO) build -o $(BIN)/ github.com/containernetworking/plugins/plugins/ipam/static github.com/containernetworking/plugins/plugins/ipam/host-local
 
 # The tests: formatting, vet, and every package's tests (the fuzz seed
 # corpora run as plain tests).

@@ -32,8 +32,8 @@ type Config struct {
 	Name      string   // [a-z0-9], at most 8 characters; default "sluice"
 	Manifests []string // files and directories, as sluice compile takes them
 	Root      string   // where labs keep their state; default /run/sluice-lab
-	// BinDir holds sluice, sluice-agent, sluice-cni and the CNI static
-	// IPAM plugin (make build puts them in bin/).
+	// BinDir holds sluice, sluice-agent, sluice-cni and the CNI static and
+	// host-local IPAM plugins (make build puts them in bin/).
 	BinDir string
 	Log    io.Writer // progress; nil for none
 }
@@ -153,7 +153,7 @@ func Up(cfg Config) (_ *Lab, err error) {
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("lab %q exists (or was half-removed): remove it with sluice lab down --name %s", cfg.Name, cfg.Name)
 	}
-	for _, bin := range []string{"sluice", "sluice-agent", "sluice-cni", "static"} {
+	for _, bin := range []string{"sluice", "sluice-agent", "sluice-cni", "static", "host-local"} {
 		if _, err := os.Stat(filepath.Join(cfg.BinDir, bin)); err != nil {
 			return nil, fmt.Errorf("%s is missing from %s (make build puts it there)", bin, cfg.BinDir)
 		}
@@ -391,7 +391,8 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 		if err := l.netns(pod.Netns); err != nil {
 			return err
 		}
-		if err := l.cniAdd(node, pod, e, i); err != nil {
+		static := fmt.Sprintf(`{"type": "static", "addresses": [{"address": "%s/32"}]}`, pod.IP)
+		if _, err := l.cniAdd(node, pod, e.Namespace, e.Name, i, static); err != nil {
 			return err
 		}
 		if err := l.spawn(pod.Netns, node.Cgroup, "serve-"+strings.ReplaceAll(pod.Key, "/", "_"),
@@ -399,6 +400,50 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 			return err
 		}
 	}
+	// Pods without an address in the manifests get one from host-local
+	// IPAM in their node's pod CIDR; the agent enforces them as pods of
+	// their workload (the artifact's runtime table).
+	next := 0
+	for _, o := range objs {
+		pod, ok := o.Obj.(*corev1.Pod)
+		if !ok || pod.Spec.HostNetwork || hasIPv4(pod) {
+			continue
+		}
+		node, ok := nodeOf[pod.Spec.NodeName]
+		if !ok {
+			if len(l.st.Nodes) == 0 {
+				break
+			}
+			node = l.st.Nodes[next%len(l.st.Nodes)]
+			next++
+		}
+		var subnet string
+		for _, n := range cl.Nodes {
+			if n.Name == node.Name && len(n.PodCIDRs) > 0 && n.PodCIDRs[0].Addr().Is4() {
+				subnet = n.PodCIDRs[0].String()
+			}
+		}
+		if subnet == "" {
+			subnet = fmt.Sprintf("10.251.%d.0/24", nodeIndex(l.st.Nodes, node.Name))
+		}
+		i := len(l.st.Pods) + 1000
+		p := Pod{Key: o.Namespace + "/" + o.Name, Netns: fmt.Sprintf("sl-%s-p%d", l.st.Name, i), Node: node.Name, Ports: podPorts(pod)}
+		if err := l.netns(p.Netns); err != nil {
+			return err
+		}
+		ipam := fmt.Sprintf(`{"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}`, filepath.Join(l.st.Dir, "ipam"), subnet)
+		ip, err := l.cniAdd(node, p, o.Namespace, o.Name, i, ipam)
+		if err != nil {
+			return err
+		}
+		p.IP = ip
+		l.st.Pods = append(l.st.Pods, p)
+		if err := l.spawn(p.Netns, node.Cgroup, "serve-"+strings.ReplaceAll(p.Key, "/", "_"),
+			filepath.Join(l.cfg.BinDir, "sluice"), "lab", "serve", "--pod", p.Key, "--ip", p.IP, "--ports", strings.Join(p.Ports, ",")); err != nil {
+			return err
+		}
+	}
+
 	// Native routing: the other nodes' pod CIDRs, or pods, via their
 	// node; the world reaches every node's pods the same way.
 	for _, other := range cl.Nodes {
@@ -466,19 +511,50 @@ func podPorts(p *corev1.Pod) []string {
 	return out
 }
 
-// cniAdd runs sluice-cni ADD the way a container runtime does.
-func (l *Lab) cniAdd(node Node, pod Pod, e ir.Endpoint, i int) error {
-	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "lab", "type": "sluice-cni", "stateDir": %q,
-"ipam": {"type": "static", "addresses": [{"address": "%s/32"}]}}`, filepath.Join(l.st.Dir, "cni", node.Name), pod.IP)
+// cniAdd runs sluice-cni ADD the way a container runtime does, with the
+// given IPAM section, and returns the pod's address from its result.
+func (l *Lab) cniAdd(node Node, pod Pod, namespace, name string, i int, ipam string) (string, error) {
+	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "lab", "type": "sluice-cni", "stateDir": %q, "ipam": %s}`,
+		filepath.Join(l.st.Dir, "cni", node.Name), ipam)
 	cmd := exec.Command("ip", "netns", "exec", node.Netns, filepath.Join(l.cfg.BinDir, "sluice-cni"))
 	cmd.Env = append(os.Environ(), "CNI_COMMAND=ADD", fmt.Sprintf("CNI_CONTAINERID=lab-%s-%d", l.st.Name, i),
 		"CNI_NETNS=/var/run/netns/"+pod.Netns, "CNI_IFNAME=eth0", "CNI_PATH="+l.cfg.BinDir,
-		fmt.Sprintf("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s", e.Namespace, e.Name))
+		fmt.Sprintf("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s", namespace, name))
 	cmd.Stdin = strings.NewReader(conf)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("sluice-cni ADD %s: %v: %s", pod.Key, err, strings.TrimSpace(string(out)))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("sluice-cni ADD %s: %v: %s%s", pod.Key, err, strings.TrimSpace(string(out)), strings.TrimSpace(stderr.String()))
 	}
-	return nil
+	var res struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.IPs) == 0 {
+		return "", fmt.Errorf("sluice-cni ADD %s: no address in its result: %s", pod.Key, out)
+	}
+	ip, _, _ := strings.Cut(res.IPs[0].Address, "/")
+	return ip, nil
+}
+
+func hasIPv4(p *corev1.Pod) bool {
+	for _, ip := range append([]corev1.PodIP{{IP: p.Status.PodIP}}, p.Status.PodIPs...) {
+		if a, err := netip.ParseAddr(ip.IP); err == nil && a.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+func nodeIndex(nodes []Node, name string) int {
+	for i, n := range nodes {
+		if n.Name == name {
+			return i
+		}
+	}
+	return 0
 }
 
 // spawn starts a process in a network namespace and a cgroup, in a

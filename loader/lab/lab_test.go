@@ -36,7 +36,7 @@ func buildBinaries(t *testing.T) string {
 	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"build", "-o", dir + "/", "../../cmd/sluice", "../../cmd/sluice-agent", "../../cmd/sluice-cni"},
-		{"build", "-o", filepath.Join(dir, "static"), "github.com/containernetworking/plugins/plugins/ipam/static"},
+		{"build", "-o", dir + "/", "github.com/containernetworking/plugins/plugins/ipam/static", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
 	} {
 		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -216,4 +216,85 @@ func (l *Lab) addrOf(t *testing.T, end string) netip.Addr {
 	}
 	t.Fatalf("no %s in the lab", end)
 	return netip.Addr{}
+}
+
+// A pod the manifests give no address gets one from host-local IPAM in
+// its node's pod CIDR, and its node's agent enforces it as a pod of its
+// Deployment (the artifact's runtime table): its policy admits client,
+// not other.
+func TestLabRuntimePods(t *testing.T) {
+	requireRoot(t)
+	bin := buildBinaries(t)
+	manifests := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(manifests, []byte(`apiVersion: v1
+kind: Node
+metadata: {name: n1}
+spec: {podCIDR: 10.61.1.0/24}
+status: {addresses: [{type: InternalIP, address: 192.168.61.1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-7d9f8c6b5-k2x9p
+  namespace: default
+  labels: {app: web, pod-template-hash: 7d9f8c6b5}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f8c6b5, uid: u1}]
+spec: {nodeName: n1, containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIP: 10.61.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: default, labels: {app: other}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIP: 10.61.1.11}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	l, err := Up(Config{Name: "r" + hex.EncodeToString(rnd[:]), Manifests: []string{manifests}, Root: t.TempDir(), BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Down() })
+	web := l.addrOf(t, "default/web-7d9f8c6b5-k2x9p")
+	if !netip.MustParsePrefix("10.61.1.0/24").Contains(web) {
+		t.Errorf("the pod without an address got %s, outside its node's pod CIDR", web)
+	}
+	m, err := l.Metrics("n1")
+	if err != nil || !strings.Contains(m, "sluice_endpoints_runtime 1\n") {
+		t.Errorf("the agent does not enforce the pod as a workload's: %v\n%s", err, m)
+	}
+	p := l.Prober()
+	defer p.Close()
+	for from, want := range map[string]bool{"default/client": true, "default/other": false} {
+		res, err := p.Probe(from, "default/web-7d9f8c6b5-k2x9p", 80, "TCP")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Reached != want {
+			t.Errorf("%s -> web (%s): reached %v (%s), want %v", from, web, res.Reached, res.Detail, want)
+		}
+	}
 }
