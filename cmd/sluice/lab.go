@@ -1,12 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sluicenet/sluice/ir"
@@ -149,13 +149,19 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout)
 		return 0
 	case "serve":
-		pod := fs.String("pod", "", "the pod's name")
-		ip := fs.String("ip", "", "the pod's address")
-		ports := fs.String("ports", "", "PORT/PROTO,...")
+		spec := fs.String("spec", "", "a JSON `file` listing the servers (name, netns, ip, ports)")
 		if _, err := parse(fs, args[1:]); err != nil {
 			return 2
 		}
-		if err := lab.Serve(*pod, *ip, strings.Split(*ports, ",")); err != nil {
+		var servers []lab.Server
+		data, err := os.ReadFile(*spec)
+		if err == nil {
+			err = json.Unmarshal(data, &servers)
+		}
+		if err == nil {
+			err = lab.Serve(servers)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "sluice lab serve: %v\n", err)
 			return 1
 		}

@@ -366,13 +366,11 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 		}
 	}
 	nodeOf := map[string]Node{}
+	servers := map[string][]Server{} // by node: one process serves its pods
 	for _, n := range l.st.Nodes {
 		nodeOf[n.Name] = n
 		// The node's own server (a kubelet's port), for probes to the node.
-		if err := l.spawn(n.Netns, n.Cgroup, "serve-node-"+n.Name, filepath.Join(l.cfg.BinDir, "sluice"),
-			"lab", "serve", "--pod", "node:"+n.Name, "--ip", n.IP, "--ports", NodePort+"/TCP"); err != nil {
-			return err
-		}
+		servers[n.Name] = append(servers[n.Name], Server{Name: "node:" + n.Name, IP: n.IP, Ports: []string{NodePort + "/TCP"}})
 	}
 	for i, e := range cl.Endpoints {
 		var ip netip.Addr
@@ -395,10 +393,7 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 		if _, err := l.cniAdd(node, pod, e.Namespace, e.Name, i, static); err != nil {
 			return err
 		}
-		if err := l.spawn(pod.Netns, node.Cgroup, "serve-"+strings.ReplaceAll(pod.Key, "/", "_"),
-			filepath.Join(l.cfg.BinDir, "sluice"), "lab", "serve", "--pod", pod.Key, "--ip", pod.IP, "--ports", strings.Join(pod.Ports, ",")); err != nil {
-			return err
-		}
+		servers[node.Name] = append(servers[node.Name], Server{Name: pod.Key, Netns: "/var/run/netns/" + pod.Netns, IP: pod.IP, Ports: pod.Ports})
 	}
 	// Pods without an address in the manifests get one from host-local
 	// IPAM in their node's pod CIDR; the agent enforces them as pods of
@@ -438,8 +433,18 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 		}
 		p.IP = ip
 		l.st.Pods = append(l.st.Pods, p)
-		if err := l.spawn(p.Netns, node.Cgroup, "serve-"+strings.ReplaceAll(p.Key, "/", "_"),
-			filepath.Join(l.cfg.BinDir, "sluice"), "lab", "serve", "--pod", p.Key, "--ip", p.IP, "--ports", strings.Join(p.Ports, ",")); err != nil {
+		servers[node.Name] = append(servers[node.Name], Server{Name: p.Key, Netns: "/var/run/netns/" + p.Netns, IP: p.IP, Ports: p.Ports})
+	}
+
+	// One server process per node, in the node's namespace and cgroup,
+	// listening in each of its pods' namespaces.
+	for _, n := range l.st.Nodes {
+		spec, _ := json.Marshal(servers[n.Name])
+		file := filepath.Join(l.st.Dir, "serve-"+n.Name+".json")
+		if err := os.WriteFile(file, spec, 0o644); err != nil {
+			return err
+		}
+		if err := l.spawn(n.Netns, n.Cgroup, "serve-"+n.Name, filepath.Join(l.cfg.BinDir, "sluice"), "lab", "serve", "--spec", file); err != nil {
 			return err
 		}
 	}

@@ -6,14 +6,44 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/sluicenet/sluice/loader"
 )
 
-// Serve is a pod's server: on every port given (PORT/TCP, PORT/UDP) of
-// ip, a TCP connection is greeted with the pod's name, then each line is
-// echoed prefixed with it; a datagram is answered with the name and the
-// datagram. It returns only on a listening error.
-func Serve(pod, ip string, ports []string) error {
-	errs := make(chan error, len(ports))
+// Server is what one pod (or node) serves: on every port (PORT/TCP,
+// PORT/UDP) of IP, in the network namespace at Netns ("" for the current
+// one).
+type Server struct {
+	Name  string   `json:"name"`
+	Netns string   `json:"netns"`
+	IP    string   `json:"ip"`
+	Ports []string `json:"ports"`
+}
+
+// Serve runs servers, each listening in its own network namespace: one
+// process serves a whole node's pods. A TCP connection is greeted with the
+// server's name, then each line is echoed prefixed with it; a datagram is
+// answered with the name and the datagram. It returns only on an error.
+func Serve(servers []Server) error {
+	errs := make(chan error, 1)
+	for _, sv := range servers {
+		listen := func() error { return serveOne(sv.Name, sv.IP, sv.Ports, errs) }
+		var err error
+		if sv.Netns != "" {
+			err = loader.InNetNS(sv.Netns, listen)
+		} else {
+			err = listen()
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", sv.Name, err)
+		}
+	}
+	return <-errs
+}
+
+// serveOne opens one server's listeners (in the calling thread's network
+// namespace) and serves them in the background.
+func serveOne(pod, ip string, ports []string, errs chan<- error) error {
 	for _, p := range ports {
 		num, proto, ok := strings.Cut(p, "/")
 		port, err := strconv.Atoi(num)
@@ -31,7 +61,10 @@ func Serve(pod, ip string, ports []string) error {
 				for {
 					c, err := ln.Accept()
 					if err != nil {
-						errs <- err
+						select {
+						case errs <- err:
+						default:
+						}
 						return
 					}
 					go func() {
@@ -58,7 +91,10 @@ func Serve(pod, ip string, ports []string) error {
 				for {
 					n, from, err := pc.ReadFrom(buf)
 					if err != nil {
-						errs <- err
+						select {
+						case errs <- err:
+						default:
+						}
 						return
 					}
 					pc.WriteTo(append([]byte(pod+" "), buf[:n]...), from)
@@ -68,5 +104,5 @@ func Serve(pod, ip string, ports []string) error {
 			return fmt.Errorf("port %q: protocol %s is not served (TCP, UDP)", p, proto)
 		}
 	}
-	return <-errs
+	return nil
 }
