@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/loader/cni"
@@ -118,7 +120,7 @@ func agentSetup(t *testing.T) (bin string, pn *podNet, work, artifacts, state, p
 	}
 	writeOutput(t, artifacts, swapAllow)
 	args = []string{"--node", "cluster", "--artifacts", artifacts, "--cni-state", state, "--bpffs", pins, "--listen", "127.0.0.1:9964", "--rescan", "200ms",
-		"--cgroup", testCgroup(t)}
+		"--device", "lo", "--cgroup", testCgroup(t)}
 	return
 }
 
@@ -138,6 +140,11 @@ func TestAgent(t *testing.T) {
 	cgroup := args[len(args)-1]
 	if n := cgroupPrograms(t, cgroup); n != 4 {
 		t.Errorf("%d programs on the cgroup's socket hooks, want 4", n)
+	}
+	// The external device (the node namespace's lo here) has the packet
+	// load balancer on TCX ingress and egress.
+	if n := tcxPrograms(t, pn, "lo"); n != 2 {
+		t.Errorf("%d TCX programs on the external device, want 2", n)
 	}
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
@@ -226,6 +233,9 @@ func TestAgent(t *testing.T) {
 	if n := cgroupPrograms(t, cgroup); n != 4 {
 		t.Errorf("after the restart, %d programs on the cgroup's socket hooks, want the 4 adopted", n)
 	}
+	if n := tcxPrograms(t, pn, "lo"); n != 2 {
+		t.Errorf("after the restart, %d TCX programs on the external device, want the 2 adopted", n)
+	}
 	if !strings.Contains(agent.logs.String(), "adopted the pinned datapath") {
 		t.Error("the restarted agent did not say it adopted the pinned datapath")
 	}
@@ -253,6 +263,9 @@ func TestAgent(t *testing.T) {
 	expect("after --uninstall", map[int]string{8080: "allowed", 7070: "refused"})
 	if n := cgroupPrograms(t, cgroup); n != 0 {
 		t.Errorf("after --uninstall, %d programs left on the cgroup's socket hooks", n)
+	}
+	if n := tcxPrograms(t, pn, "lo"); n != 0 {
+		t.Errorf("after --uninstall, %d TCX programs left on the external device", n)
 	}
 }
 
@@ -377,4 +390,27 @@ func TestAgentHealthBeforeServing(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz with nothing compiled for the node: %d, want 503", rec.Code)
 	}
+}
+
+// tcxPrograms counts the TCX programs on a device of the node namespace.
+func tcxPrograms(t *testing.T, pn *podNet, dev string) int {
+	t.Helper()
+	n := 0
+	if err := InNetNS(pn.nsPath(pn.node), func() error {
+		ifc, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			res, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: at})
+			if err != nil {
+				return err
+			}
+			n += len(res.Programs)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
