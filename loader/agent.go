@@ -220,14 +220,16 @@ func (a *Agent) syncEndpoints() error {
 			}
 		}
 	}
-	if a.cfg.Device != "" {
-		ifc, err := net.InterfaceByName(a.cfg.Device)
-		if err != nil {
-			return fmt.Errorf("external device: %w", err)
-		}
-		want[devicePrefix+a.cfg.Device] = ifc.Index
-	}
 	var errs []error
+	if a.cfg.Device != "" {
+		// A missing device is reported; the pods are attached all the same.
+		if ifc, err := net.InterfaceByName(a.cfg.Device); err != nil {
+			errs = append(errs, fmt.Errorf("external device: %w", err))
+			a.cfg.Log.Error("external device not found", "device", a.cfg.Device, "err", err)
+		} else {
+			want[devicePrefix+a.cfg.Device] = ifc.Index
+		}
+	}
 	// Entries first, so that a pod's programs find it when they attach.
 	runtimePods, err := a.sw.SetRuntimePods(pods)
 	if err != nil {
