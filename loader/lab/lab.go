@@ -149,6 +149,12 @@ func Up(cfg Config) (_ *Lab, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sluice lab needs root: it makes network namespaces, loads BPF and mounts cgroups")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, errors.New("sluice lab needs iproute2 (ip)")
+	}
 	dir := filepath.Join(cfg.Root, cfg.Name)
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("lab %q exists (or was half-removed): remove it with sluice lab down --name %s", cfg.Name, cfg.Name)
