@@ -2,6 +2,8 @@ package lab
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +79,7 @@ type state struct {
 	Pods    []Pod    `json:"pods"`
 	World   string   `json:"world"`
 	Ready   bool     `json:"ready"`
+	ID      string   `json:"id"` // random, to name what lives outside the lab's namespaces
 }
 
 // Lab is a lab that exists (or part of one).
@@ -171,7 +174,9 @@ func Up(cfg Config) (_ *Lab, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	l := &Lab{cfg: cfg, st: state{Name: cfg.Name, Dir: dir}}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	l := &Lab{cfg: cfg, st: state{Name: cfg.Name, Dir: dir, ID: hex.EncodeToString(rnd[:])}}
 	defer func() {
 		if err != nil {
 			l.Down()
@@ -223,6 +228,11 @@ func (l *Lab) sysctl(netns string, kv ...string) error {
 	return l.ip(append([]string{"netns", "exec", netns, "sysctl", "-qw"}, kv...)...)
 }
 
+// prefix starts the names of the lab's namespaces: the lab's name and
+// its random id, so that no two labs share one (Down deletes what its
+// lab.json lists, which may be recorded before it exists).
+func (l *Lab) prefix() string { return "sl-" + l.st.Name + "-" + l.st.ID[:4] + "-" }
+
 // mounts gives the lab a bpf filesystem for its agents' pins and a cgroup
 // v2 mount for its nodes' cgroups, both under its state directory.
 func (l *Lab) mounts() error {
@@ -244,7 +254,7 @@ func (l *Lab) mounts() error {
 
 // fabric makes the bridge, the world, the nodes and their routes.
 func (l *Lab) fabric(cl *ir.Cluster) error {
-	pre := "sl-" + l.st.Name + "-"
+	pre := l.prefix()
 	fab := pre + "fab"
 	if err := l.netns(fab); err != nil {
 		return err
@@ -295,7 +305,7 @@ func (l *Lab) fabric(cl *ir.Cluster) error {
 		if !hasIP { // the implied node, or a node without an address
 			ip = netip.AddrFrom4([4]byte{192, 168, 250, byte(i + 1)})
 		}
-		node := Node{Name: n.Name, Netns: fmt.Sprintf("%sn%d", pre, i), IP: ip.String(), Cgroup: filepath.Join(l.st.Dir, "cgroup", n.Name)}
+		node := Node{Name: n.Name, Netns: fmt.Sprintf("%sn%d", pre, i), IP: ip.String(), Cgroup: filepath.Join(l.st.Dir, "cgroup", "sluice-lab-"+l.st.Name+"-"+n.Name+"-"+l.st.ID)}
 		l.st.Nodes = append(l.st.Nodes, node)
 		if err := l.netns(node.Netns); err != nil {
 			return err
@@ -318,12 +328,16 @@ func (l *Lab) fabric(cl *ir.Cluster) error {
 				return err
 			}
 		}
-		if err := os.Mkdir(node.Cgroup, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
+		// The lab's cgroup mount is the host's cgroup v2 hierarchy: the
+		// name (with the lab's random id) keeps the lab's cgroups apart from
+		// everyone else's, another lab of the same name under another root
+		// included, so that Down never removes one it did not make.
 		l.st.Cgroups = append(l.st.Cgroups, node.Cgroup)
 		if err := l.save(); err != nil {
 			return err
+		}
+		if err := os.Mkdir(node.Cgroup, 0o755); err != nil {
+			return fmt.Errorf("cgroup of node %s: %w", node.Name, err)
 		}
 	}
 	// Everyone on the fabric reaches everyone else's address on-link.
@@ -390,7 +404,7 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 		if !ip.IsValid() || !ok {
 			continue
 		}
-		pod := Pod{Key: e.Key(), Netns: fmt.Sprintf("sl-%s-p%d", l.st.Name, i), IP: ip.String(), Node: node.Name, Ports: podPorts(specs[e.Key()])}
+		pod := Pod{Key: e.Key(), Netns: fmt.Sprintf("%sp%d", l.prefix(), i), IP: ip.String(), Node: node.Name, Ports: podPorts(specs[e.Key()])}
 		l.st.Pods = append(l.st.Pods, pod)
 		if err := l.netns(pod.Netns); err != nil {
 			return err
@@ -428,7 +442,7 @@ func (l *Lab) pods(objs []*schema.Object, cl *ir.Cluster) error {
 			subnet = fmt.Sprintf("10.251.%d.0/24", nodeIndex(l.st.Nodes, node.Name))
 		}
 		i := len(l.st.Pods) + 1000
-		p := Pod{Key: o.Namespace + "/" + o.Name, Netns: fmt.Sprintf("sl-%s-p%d", l.st.Name, i), Node: node.Name, Ports: podPorts(pod)}
+		p := Pod{Key: o.Namespace + "/" + o.Name, Netns: fmt.Sprintf("%sp%d", l.prefix(), i), Node: node.Name, Ports: podPorts(pod)}
 		if err := l.netns(p.Netns); err != nil {
 			return err
 		}
