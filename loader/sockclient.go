@@ -33,8 +33,8 @@ const SockClientEnv = "SLUICE_SOCK_CLIENT"
 //	refuse ADDR:PORT      a TCP connect expected to fail (1 s); "failed ERRNO MILLISECONDS"
 //	udpsend ADDR:PORT     an unconnected sendto expected to fail; "failed ERRNO"
 //	latency ADDR:PORT N   N connect+close; "latency NANOSECONDS-PER-CONNECT"
-//	probe tcp|udp ADDR:PORT MS  connect and read the greeting, or a datagram and its answer;
-//	                      "ok NAME", "refused" or "timeout"
+//	probe tcp|udp ADDR:PORT MS [SPORT]  connect and read the greeting, or a datagram and its
+//	                      answer, from source port SPORT if given; "ok NAME", "refused" or "timeout"
 func SockClient(in io.Reader, out io.Writer) int {
 	var held net.Conn
 	var heldR *bufio.Reader
@@ -155,9 +155,23 @@ func sockCommand(f []string, held *net.Conn, heldR **bufio.Reader) string {
 		if !ok {
 			return "err probe: tcp or udp"
 		}
-		c, err := net.DialTimeout(network, arg(2), timeout)
+		// A source port of the caller's choosing, never used before,
+		// keeps a probe from matching the conntrack entry of an earlier
+		// one (a UDP flow lives on for a minute).
+		d := net.Dialer{Timeout: timeout}
+		if sport, err := strconv.Atoi(arg(4)); err == nil && sport > 0 {
+			if network == "udp4" {
+				d.LocalAddr = &net.UDPAddr{Port: sport}
+			} else {
+				d.LocalAddr = &net.TCPAddr{Port: sport}
+			}
+		}
+		c, err := d.Dial(network, arg(2))
 		if err != nil {
 			return probeFailure(err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // closed with a reset: no TIME_WAIT holds the port
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(timeout))

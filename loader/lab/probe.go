@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -33,7 +34,16 @@ type client struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Reader
+	// sport is the next source port: each probe of a client gets a new
+	// one, below the kernel's ephemeral range, so that no probe matches
+	// the conntrack entry an earlier one left (UDP flows live a minute).
+	sport int
 }
+
+const (
+	probePortFirst = 20000
+	probePortLast  = 32767
+)
 
 // Prober returns a prober; Close stops its clients.
 func (l *Lab) Prober() *Prober {
@@ -80,7 +90,11 @@ func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, erro
 			addr = n.IP
 		}
 	}
-	fmt.Fprintf(c.in, "probe %s %s:%d %d\n", strings.ToLower(proto), addr, port, p.Timeout.Milliseconds())
+	if c.sport < probePortFirst || c.sport > probePortLast {
+		c.sport = probePortFirst
+	}
+	fmt.Fprintf(c.in, "probe %s %s:%d %d %d\n", strings.ToLower(proto), addr, port, p.Timeout.Milliseconds(), c.sport)
+	c.sport++
 	line, err := c.out.ReadString('\n')
 	if err != nil {
 		return Result{}, fmt.Errorf("the probe client of %s: %w", from, err)
@@ -207,7 +221,9 @@ func (p *Prober) client(from string) (*client, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &client{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	// Start anywhere in the range: probes of another sluice lab probe run
+	// a moment ago came from the start of it.
+	c := &client{cmd: cmd, in: in, out: bufio.NewReader(out), sport: probePortFirst + rand.IntN(probePortLast-probePortFirst)}
 	p.clients[from] = c
 	return c, nil
 }
