@@ -32,7 +32,9 @@ type Datapath struct {
 	// runtimeWritten are the runtime pods (see SetRuntimePods) whose
 	// entries this generation's maps hold beyond their images.
 	runtimeWritten map[netip.Addr]bool
-	rules          []emit.RuleSummary
+	rulesRaw       []byte
+	rules          []emit.RuleSummary // rulesRaw parsed, on first use (ruleSummaries)
+	rulesParsed    bool
 	groupPolicies  map[uint32][]string
 }
 
@@ -191,8 +193,8 @@ type genPlan struct {
 	// runtime table.
 	known   map[netip.Addr]bool
 	runtime *emit.RuntimeTable
-	// rules and groupPolicies name what rule_drops counts.
-	rules         []emit.RuleSummary
+	// rulesRaw (rules.json) and groupPolicies name what rule_drops counts.
+	rulesRaw      []byte
 	groupPolicies map[uint32][]string
 }
 
@@ -291,11 +293,9 @@ func planArtifact(a *Artifact) (*genPlan, error) {
 		return nil, err
 	}
 	p.known = endpointAddrs(a)
-	if rj, ok := a.Files["rules.json"]; ok {
-		if err := json.Unmarshal(rj, &p.rules); err != nil {
-			return nil, fmt.Errorf("%s/rules.json: %w", a.Dir, err)
-		}
-	}
+	// rules.json only names drop counts: it is parsed when they are read,
+	// not on the swap's path (it is most of a large artifact's JSON).
+	p.rulesRaw = a.Files["rules.json"]
 	// Node state (conntrack, ...): fresh maps here; a Switch passes its
 	// own, which outlive generations.
 	// Drops by rule are the generation's: its rule numbers are its keys.
@@ -329,7 +329,7 @@ func (p *genPlan) load(nodeState map[string]*ebpf.Map) (*Datapath, error) {
 func (p *genPlan) attach(dp *Datapath) {
 	dp.EndpointPolicy, dp.fingerprints, dp.images = p.endpointPolicy, p.fingerprints, p.images
 	dp.known, dp.runtimeTable, dp.runtimeWritten = p.known, p.runtime, map[netip.Addr]bool{}
-	dp.rules, dp.groupPolicies = p.rules, p.groupPolicies
+	dp.rulesRaw, dp.groupPolicies = p.rulesRaw, p.groupPolicies
 }
 
 func loadCollection(dir string, cs *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*Datapath, error) {

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
 )
 
 // RuleDrop names what decided a policy drop: a deny rule (Verdict "deny",
@@ -48,11 +51,33 @@ func (d *Datapath) ruleDropName(key uint32) RuleDrop {
 		pols := d.groupPolicies[key&(1<<30-1)]
 		return RuleDrop{Verdict: "default_deny", Direction: directionName(dir), Policy: strings.Join(pols, ", ")}
 	}
-	if int(key) < len(d.rules) && d.rules[key].ID == key {
-		r := d.rules[key]
+	if rules := d.ruleSummaries(); int(key) < len(rules) && rules[key].ID == key {
+		r := rules[key]
 		return RuleDrop{Verdict: "deny", Direction: r.Direction, Policy: r.Policy, Rule: r.Field, Source: r.Source}
 	}
 	return RuleDrop{Verdict: "deny", Policy: fmt.Sprintf("rule %d", key)}
+}
+
+// ruleSummaries parses the generation's rules.json on first use; a
+// generation whose rules.json is the one an earlier generation parsed
+// shares its result (see shareRules). A rules.json that does not parse
+// (it passed its checksum, so a compiler bug) leaves drops named by number.
+func (d *Datapath) ruleSummaries() []emit.RuleSummary {
+	if !d.rulesParsed {
+		d.rulesParsed = true
+		if err := json.Unmarshal(d.rulesRaw, &d.rules); err != nil {
+			d.rules = nil
+		}
+	}
+	return d.rules
+}
+
+// shareRules gives d the parsed rules of from when their rules.json is
+// the same.
+func (d *Datapath) shareRules(from *Datapath) {
+	if from != nil && from.rulesParsed && !d.rulesParsed && bytes.Equal(from.rulesRaw, d.rulesRaw) {
+		d.rules, d.rulesParsed = from.rules, true
+	}
 }
 
 func directionName(d bpf.Direction) string {

@@ -357,6 +357,7 @@ func (s *Switch) Swap(a *Artifact) error {
 	if s.idleGen != nil {
 		s.idleGen.Close()
 	}
+	dp.shareRules(s.gen)
 	s.idleGen, s.gen, s.half, s.serving = s.gen, dp, idle, true
 	// Packets that read the word before the flip may still be running in
 	// the now idle half: wait them out off the swap's path, and before the
