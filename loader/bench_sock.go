@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -121,25 +119,13 @@ func benchSockCase(self, cg, netns string, tc SockBenchCase, runs, n int) (SockB
 		return res, err
 	}
 	defer sw.DetachCgroup()
-	f, err := os.Open(cg)
+	client, err := StartSockClient(self, netns, cg)
 	if err != nil {
 		return res, err
 	}
-	cmd := exec.Command("ip", "netns", "exec", netns, self)
-	cmd.Env = append(os.Environ(), SockClientEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
-	in, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	err = cmd.Start()
-	f.Close()
-	if err != nil {
-		return res, err
-	}
-	defer func() { in.Close(); cmd.Wait() }()
-	r := bufio.NewReader(stdout)
+	defer client.Close()
 	measure := func(target string) (time.Duration, error) {
-		fmt.Fprintf(in, "latency %s %d\n", target, n)
-		line, err := r.ReadString('\n')
+		line, err := client.Do(fmt.Sprintf("latency %s %d", target, n))
 		if err != nil {
 			return 0, err
 		}

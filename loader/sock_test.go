@@ -1,18 +1,14 @@
 package loader
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,58 +85,30 @@ func cgroupPrograms(t *testing.T, dir string) int {
 	return n
 }
 
-// sockClientProc is a client (see sockClient) in a cgroup and a network
-// namespace.
+// sockClientProc is a client (see SockClient) in a cgroup and a network
+// namespace, failing the test on an error.
 type sockClientProc struct {
-	t   *testing.T
-	in  io.WriteCloser
-	out *bufio.Reader
+	t *testing.T
+	*SockClientProc
 }
 
 func startSockClient(t *testing.T, cgroup, netns string) *sockClientProc {
 	t.Helper()
-	cg, err := os.Open(cgroup)
+	c, err := StartSockClient(os.Args[0], netns, cgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cg.Close()
-	cmd := exec.Command("ip", "netns", "exec", netns, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), SockClientEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	return &sockClientProc{t: t, in: in, out: bufio.NewReader(out)}
+	t.Cleanup(c.Close)
+	return &sockClientProc{t: t, SockClientProc: c}
 }
 
 func (c *sockClientProc) do(format string, args ...any) string {
 	c.t.Helper()
-	fmt.Fprintf(c.in, format+"\n", args...)
-	line, err := c.out.ReadString('\n')
+	line, err := c.Do(fmt.Sprintf(format, args...))
 	if err != nil {
-		c.t.Fatalf("the socket client: %v", err)
+		c.t.Fatal(err)
 	}
-	return strings.TrimSpace(line)
+	return line
 }
 
 // serveUDPEcho answers each datagram with the pod's name and the datagram.
@@ -286,7 +254,7 @@ func TestSocketLB(t *testing.T) {
 	}
 
 	for _, cmd := range []string{"udp", "udpconn"} {
-		got := c.do(cmd + " 10.96.0.10:53")
+		got := c.do("%s 10.96.0.10:53", cmd)
 		if !strings.HasPrefix(got, cmd+" ") || !strings.Contains(got, "=10.96.0.10:53 name=b") {
 			t.Errorf("%s through the ClusterIP: %q, want the answer from 10.96.0.10:53", cmd, got)
 		}

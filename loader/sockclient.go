@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -284,4 +286,68 @@ func errnoName(err error) string {
 		return unix.ErrnoName(errno)
 	}
 	return strings.ReplaceAll(err.Error(), " ", "_")
+}
+
+// SockClientProc is a SockClient child process: binary (one that calls
+// SockClient when SockClientEnv is set) run in a network namespace and,
+// when cgroup is given, a cgroup — where the socket load balancer acts on
+// its sockets.
+type SockClientProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// StartSockClient starts binary as a socket client in the named network
+// namespace (ip netns exec) and the cgroup directory ("" for the caller's).
+func StartSockClient(binary, netns, cgroup string) (*SockClientProc, error) {
+	cmd := exec.Command("ip", "netns", "exec", netns, binary)
+	cmd.Env = append(os.Environ(), SockClientEnv+"=1")
+	cmd.Stderr = os.Stderr
+	if cgroup != "" {
+		f, err := os.Open(cgroup)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &SockClientProc{cmd: cmd, in: in, out: bufio.NewReader(out)}, nil
+}
+
+// Do sends one command (see SockClient) and returns its answer.
+func (c *SockClientProc) Do(command string) (string, error) {
+	if _, err := fmt.Fprintln(c.in, command); err != nil {
+		return "", err
+	}
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("the socket client: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// Close ends the client (its input closed, it exits) and waits for it,
+// killing it after 5 s.
+func (c *SockClientProc) Close() {
+	c.in.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
 }

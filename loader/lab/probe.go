@@ -1,15 +1,10 @@
 package lab
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sluicenet/sluice/ir"
@@ -31,9 +26,7 @@ type Prober struct {
 }
 
 type client struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	*loader.SockClientProc
 	// sport is the next source port: each probe of a client gets a new
 	// one, below the kernel's ephemeral range, so that no probe matches
 	// the conntrack entry an earlier one left (UDP flows live a minute).
@@ -53,8 +46,7 @@ func (l *Lab) Prober() *Prober {
 // Close stops the clients.
 func (p *Prober) Close() {
 	for _, c := range p.clients {
-		c.in.Close()
-		c.cmd.Wait()
+		c.SockClientProc.Close()
 	}
 }
 
@@ -93,13 +85,11 @@ func (p *Prober) Probe(from, to string, port uint16, proto string) (Result, erro
 	if c.sport < probePortFirst || c.sport > probePortLast {
 		c.sport = probePortFirst
 	}
-	fmt.Fprintf(c.in, "probe %s %s:%d %d %d\n", strings.ToLower(proto), addr, port, p.Timeout.Milliseconds(), c.sport)
+	line, err := c.Do(fmt.Sprintf("probe %s %s:%d %d %d", strings.ToLower(proto), addr, port, p.Timeout.Milliseconds(), c.sport))
 	c.sport++
-	line, err := c.out.ReadString('\n')
 	if err != nil {
 		return Result{}, fmt.Errorf("the probe client of %s: %w", from, err)
 	}
-	line = strings.TrimSpace(line)
 	res := Result{Detail: line}
 	switch {
 	case strings.HasPrefix(line, "ok "):
@@ -118,9 +108,7 @@ func (p *Prober) Do(from, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintln(c.in, cmd)
-	line, err := c.out.ReadString('\n')
-	return strings.TrimSpace(line), err
+	return c.Do(cmd)
 }
 
 // Matrix probes every ordered pair of the lab's pods (the diagonal
@@ -199,31 +187,13 @@ func (p *Prober) client(from string) (*client, error) {
 	if netns == "" {
 		return nil, fmt.Errorf("no pod or node %q in the lab (give namespace/name, node:NAME or world)", from)
 	}
-	cmd := exec.Command("ip", "netns", "exec", netns, p.l.binary("sluice"))
-	cmd.Env = append(os.Environ(), loader.SockClientEnv+"=1")
-	cmd.Stderr = os.Stderr
-	if cgroup != "" {
-		f, err := os.Open(cgroup)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
-	}
-	in, err := cmd.StdinPipe()
+	proc, err := loader.StartSockClient(p.l.binary("sluice"), netns, cgroup)
 	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	// Start anywhere in the range: probes of another sluice lab probe run
 	// a moment ago came from the start of it.
-	c := &client{cmd: cmd, in: in, out: bufio.NewReader(out), sport: probePortFirst + rand.IntN(probePortLast-probePortFirst)}
+	c := &client{SockClientProc: proc, sport: probePortFirst + rand.IntN(probePortLast-probePortFirst)}
 	p.clients[from] = c
 	return c, nil
 }
