@@ -69,19 +69,26 @@ func ctKey(dir Direction, reverse bool) asm.Instructions {
 
 // ctKeyFrom writes a conntrack key at stCTKey from stack slots.
 func ctKeyFrom(src, dst, sport, dport, proto int16, dir int64) asm.Instructions {
+	return tupleKey(stCTKey, src, dst, sport, dport, proto, dir)
+}
+
+// tupleKey writes, at stack offset at, a 16-byte flow key from stack
+// slots: saddr, daddr, sport, dport, proto (the slot's first byte), dir,
+// pad. It is conntrack's layout and the load balancer's NAT table's.
+func tupleKey(at, src, dst, sport, dport, proto int16, dir int64) asm.Instructions {
 	return asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, src, asm.Word),
-		asm.StoreMem(asm.RFP, stCTKey, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, at, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.RFP, dst, asm.Word),
-		asm.StoreMem(asm.RFP, stCTKey+4, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, at+4, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.RFP, sport, asm.Half),
-		asm.StoreMem(asm.RFP, stCTKey+8, asm.R2, asm.Half),
+		asm.StoreMem(asm.RFP, at+8, asm.R2, asm.Half),
 		asm.LoadMem(asm.R2, asm.RFP, dport, asm.Half),
-		asm.StoreMem(asm.RFP, stCTKey+10, asm.R2, asm.Half),
+		asm.StoreMem(asm.RFP, at+10, asm.R2, asm.Half),
 		asm.LoadMem(asm.R2, asm.RFP, proto, asm.Byte),
-		asm.StoreMem(asm.RFP, stCTKey+12, asm.R2, asm.Byte),
-		asm.StoreImm(asm.RFP, stCTKey+13, dir, asm.Byte),
-		asm.StoreImm(asm.RFP, stCTKey+14, 0, asm.Half),
+		asm.StoreMem(asm.RFP, at+12, asm.R2, asm.Byte),
+		asm.StoreImm(asm.RFP, at+13, dir, asm.Byte),
+		asm.StoreImm(asm.RFP, at+14, 0, asm.Half),
 	}
 }
 

@@ -289,20 +289,7 @@ func natKey(a, b, pa, pb int16, dir uint8) asm.Instructions {
 }
 
 func natKeyAt(label string, a, b, pa, pb int16, dir uint8) asm.Instructions {
-	in := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.RFP, a, asm.Word),
-		asm.StoreMem(asm.RFP, npNATKey, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.RFP, b, asm.Word),
-		asm.StoreMem(asm.RFP, npNATKey+4, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.RFP, pa, asm.Half),
-		asm.StoreMem(asm.RFP, npNATKey+8, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, pb, asm.Half),
-		asm.StoreMem(asm.RFP, npNATKey+10, asm.R2, asm.Half),
-		asm.LoadMem(asm.R2, asm.RFP, npProto, asm.Word),
-		asm.StoreMem(asm.RFP, npNATKey+12, asm.R2, asm.Byte),
-		asm.StoreImm(asm.RFP, npNATKey+13, int64(dir), asm.Byte),
-		asm.StoreImm(asm.RFP, npNATKey+14, 0, asm.Half),
-	}
+	in := tupleKey(npNATKey, a, b, pa, pb, npProto, int64(dir))
 	if label != "" {
 		in[0] = in[0].WithSymbol(label)
 	}
