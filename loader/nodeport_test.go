@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit"
 )
 
 // Two nodes; web has backends on both, and a NodePort and an ExternalIP.
@@ -291,6 +292,31 @@ func TestNodePortPrograms(t *testing.T) {
 	} else if f := parseFlow(icmp); f.src != node1 || f.dst != client || icmp[23] != 1 || icmp[34] != 3 || icmp[35] != 3 ||
 		sum16(0, icmp[14:34]) != 0xffff || sum16(0, icmp[34:]) != 0xffff || string(icmp[42:70]) != string(dgram[14:42]) {
 		t.Errorf("the ICMP answer: %s -> %s proto %d type %d code %d, quoted %x", f.src, f.dst, icmp[23], icmp[34], icmp[35], icmp[42:70])
+	}
+	// With --no-backends drop, both are dropped instead.
+	cl, _ := compileYAML(t, nodePortCluster+nodePortPods())
+	dropOut, err := emit.Build(cl, emit.Options{NoBackends: "drop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range dropOut.Artifacts {
+		if a.Node != "n1" {
+			continue
+		}
+		la, err := FromBuild(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp, err := LoadArtifact(la)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dp.Close()
+		for _, pkt := range [][]byte{withChecksums(syn), dgram} {
+			if ret, _ := runPacket(t, dp.Programs[netdevIngress], pkt); ret != 2 {
+				t.Errorf("--no-backends drop: a packet to a NodePort without backends: ret %d, want a drop", ret)
+			}
+		}
 	}
 	other := withChecksums(bpf.Packet(client, node1, 6, 5000, 22, 0x02))
 	if _, got := runPacket(t, in1, other); parseFlow(got) != parseFlow(other) {

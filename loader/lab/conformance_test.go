@@ -211,4 +211,9 @@ func TestLabConformance(t *testing.T) {
 	if res, err := p.Probe("x/b", "x/a", 80, "TCP"); err != nil || res.Reached {
 		t.Errorf("a new connection after x was isolated: %+v %v", res, err)
 	}
+	// Apply cannot change the pods: other manifests are refused, and the
+	// agents keep what they serve.
+	if err := l.Apply([]string{"../../examples/seed"}); err == nil || !strings.Contains(err.Error(), "pods cannot change") {
+		t.Errorf("apply of manifests with other pods: %v", err)
+	}
 }
