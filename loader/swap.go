@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -293,7 +292,6 @@ func privilege(err error) error {
 // flips the generation word. On any error the serving generation is
 // untouched. LastSwap says how it went.
 func (s *Switch) Swap(a *Artifact) error {
-	start := time.Now()
 	p, err := planArtifact(a)
 	if err != nil {
 		return err
@@ -367,7 +365,6 @@ func (s *Switch) Swap(a *Artifact) error {
 	go func() { done <- s.barrier.wait() }()
 	s.RuntimePods = runtimePods
 	s.Generation++
-	info.Duration = time.Since(start)
 	s.LastSwap = info
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -24,7 +23,6 @@ type SwapInfo struct {
 	// generation was built in full ("" when it was incremental, or when no
 	// earlier generation was there to rewrite).
 	Fallback string
-	Duration time.Duration
 }
 
 // update rewrites gen, the generation in the idle half (which no packet

@@ -72,7 +72,6 @@ type state struct {
 	Name    string   `json:"name"`
 	Dir     string   `json:"dir"`
 	Netns   []string `json:"netns"`
-	Pids    []int    `json:"pids"` // for people; Down kills through the cgroups
 	Mounts  []string `json:"mounts"`
 	Cgroups []string `json:"cgroups"`
 	Nodes   []Node   `json:"nodes"`
@@ -606,9 +605,8 @@ func (l *Lab) spawn(netns, cgroup, logName string, argv ...string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	l.st.Pids = append(l.st.Pids, cmd.Process.Pid)
-	cmd.Process.Release()
-	return l.save()
+	// Down kills it through its cgroup, never by a pid reused since.
+	return cmd.Process.Release()
 }
 
 // agents starts one sluice-agent per node and waits until each serves
