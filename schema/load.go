@@ -24,6 +24,8 @@ type Set struct {
 	Skipped map[string]int
 	// Files is the number of files read (standard input counts as one).
 	Files int
+	// Sources is the number of in-memory sources decoded (Extend).
+	Sources int
 	// Source returns a file's contents, for Diagnostics.Format; nil for a
 	// file that was not read.
 	Source func(file string) []byte
@@ -117,20 +119,8 @@ func Load(paths []string, stdin io.Reader) (*Set, Diagnostics) {
 
 	objs, skipped, ds := decodeSources(srcs)
 	diags = append(diags, ds...)
-
-	set := &Set{Read: map[string]int{}, Skipped: skipped, Files: len(srcs)}
-	seen := make(map[string]*Object, len(objs))
-	for _, o := range objs {
-		key := group(o.APIVersion) + "/" + o.Kind + "/" + o.Namespace + "/" + o.Name
-		if first := seen[key]; first != nil {
-			diags = append(diags, o.Errorf("metadata.name",
-				"duplicate %s: already defined at %s; names must be unique per kind and namespace", o.Ref(), first.PosOf("metadata.name")))
-			continue
-		}
-		seen[key] = o
-		set.Objects = append(set.Objects, o)
-		set.Read[o.Kind]++
-	}
+	set := &Set{Skipped: skipped, Files: len(srcs)}
+	diags = append(diags, set.add(objs)...)
 	files := make(map[string][]byte, len(srcs))
 	for _, s := range srcs {
 		files[s.name] = s.data
@@ -138,6 +128,80 @@ func Load(paths []string, stdin io.Reader) (*Set, Diagnostics) {
 	set.Source = func(file string) []byte { return files[file] }
 	diags.Sort()
 	return set, diags
+}
+
+// add appends objects, leaving out and reporting duplicates: the same
+// apiVersion group, kind, namespace and name as an object before.
+func (set *Set) add(objs []*Object) Diagnostics {
+	var diags Diagnostics
+	if set.Read == nil {
+		set.Read = map[string]int{}
+	}
+	seen := make(map[string]*Object, len(set.Objects)+len(objs))
+	key := func(o *Object) string { return group(o.APIVersion) + "/" + o.Kind + "/" + o.Namespace + "/" + o.Name }
+	for _, o := range set.Objects {
+		seen[key(o)] = o
+	}
+	for _, o := range objs {
+		k := key(o)
+		if first := seen[k]; first != nil {
+			diags = append(diags, o.Errorf("metadata.name",
+				"duplicate %s: already defined at %s; names must be unique per kind and namespace", o.Ref(), first.PosOf("metadata.name")))
+			continue
+		}
+		seen[k] = o
+		set.Objects = append(set.Objects, o)
+		set.Read[o.Kind]++
+	}
+	return diags
+}
+
+// Source is an input held in memory rather than read from a file, such
+// as an object read from the API server. Its Name stands for a file name
+// in positions and in Set.Source.
+type Source struct {
+	Name string
+	Data []byte
+}
+
+// Extend returns a new set: the objects of set for which keep returns
+// true, then the objects decoded from srcs, with the diagnostics of
+// decoding srcs (duplicates among all the objects included, as Load
+// reports them). Files still counts the files of set; Sources counts srcs.
+func (set *Set) Extend(keep func(*Object) bool, srcs []Source) (*Set, Diagnostics) {
+	cache := &treeCache{}
+	ss := make([]*source, len(srcs))
+	data := make(map[string][]byte, len(srcs))
+	for i, s := range srcs {
+		ss[i] = &source{name: s.Name, data: s.Data, cache: cache}
+		data[s.Name] = s.Data
+	}
+	objs, skipped, diags := decodeSources(ss)
+	out := &Set{Read: map[string]int{}, Skipped: map[string]int{}, Files: set.Files, Sources: set.Sources + len(srcs)}
+	for _, o := range set.Objects {
+		if keep(o) {
+			out.Objects = append(out.Objects, o)
+			out.Read[o.Kind]++
+		}
+	}
+	for _, m := range []map[string]int{set.Skipped, skipped} {
+		for k, n := range m {
+			out.Skipped[k] += n
+		}
+	}
+	diags = append(diags, out.add(objs)...)
+	prev := set.Source
+	out.Source = func(file string) []byte {
+		if d, ok := data[file]; ok {
+			return d
+		}
+		if prev != nil {
+			return prev(file)
+		}
+		return nil
+	}
+	diags.Sort()
+	return out, diags
 }
 
 // isManifestName reports whether a file found in a directory is read: the

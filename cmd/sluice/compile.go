@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/ir"
+	"github.com/sluicenet/sluice/kube"
 	"github.com/sluicenet/sluice/loader"
 	"github.com/sluicenet/sluice/schema"
 )
@@ -27,6 +29,8 @@ type compileFlags struct {
 	cluster   string
 	maxErrors int
 	apiserver multiFlag
+	// kubeconfig, when set, takes the runtime state from that cluster.
+	kubeconfig string
 }
 
 func (cf *compileFlags) register(fs *flag.FlagSet) {
@@ -35,6 +39,7 @@ func (cf *compileFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.drop, "drop-unenforceable", false, "drop rules the datapath cannot enforce (L7, toFQDNs, host policies, ...) instead of failing; each dropped rule is listed")
 	fs.StringVar(&cf.cluster, "cluster-name", "default", "cluster name (the io.cilium.k8s.policy.cluster label)")
 	fs.IntVar(&cf.maxErrors, "max-errors", 50, "report at most this many errors")
+	fs.StringVar(&cf.kubeconfig, "kubeconfig", "", "take pods, nodes, endpoint slices, and the allocations and labels of services and namespaces, from the cluster this kubeconfig names; policies still come only from -f")
 	fs.Var(&cf.apiserver, "apiserver-ip", "an address of the kube-apiserver, for the kube-apiserver entity, besides the endpoints of default/kubernetes; repeatable or comma-separated")
 }
 
@@ -67,7 +72,26 @@ func (cf *compileFlags) load(stdin io.Reader, stderr io.Writer) (*schema.Set, *c
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return nil, nil, false
 	}
-	set, cl, diags := compiler.Load(paths, stdin, opts)
+	var set *schema.Set
+	var cl *ir.Cluster
+	var diags schema.Diagnostics
+	if cf.kubeconfig != "" {
+		var warnings []ir.Warning
+		var err error
+		set, warnings, diags, err = kube.Load(context.Background(), cf.kubeconfig, paths, stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: %v\nnothing was written\n", err)
+			return nil, nil, false
+		}
+		if len(diags) == 0 {
+			cl, diags = compiler.Compile(set, opts)
+		}
+		if len(diags) == 0 {
+			cl.Warnings = append(warnings, cl.Warnings...)
+		}
+	} else {
+		set, cl, diags = compiler.Load(paths, stdin, opts)
+	}
 	if len(diags) > 0 {
 		var src func(string) []byte
 		if set != nil {
@@ -197,7 +221,11 @@ func summary(w io.Writer, set *schema.Set, objects int, res *compilerResult, b *
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 	}
 	sort.Strings(kinds)
-	fmt.Fprintf(w, "read %d objects from %d files: %s\n", objects, set.Files, strings.Join(kinds, ", "))
+	from := fmt.Sprintf("%d files", set.Files)
+	if set.Sources > 0 {
+		from += fmt.Sprintf(" and %d from the API server", set.Sources)
+	}
+	fmt.Fprintf(w, "read %d objects from %s: %s\n", objects, from, strings.Join(kinds, ", "))
 	if len(set.Skipped) > 0 {
 		var sk []string
 		total := 0
