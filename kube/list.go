@@ -49,13 +49,21 @@ func List(ctx context.Context, cfg *rest.Config) (*Snapshot, error) {
 		list     pager.ListPageFunc
 		each     func(runtime.Object)
 	}{
-		{"namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Namespaces().List(ctx, o) },
+		{"namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Namespaces().List(ctx, o)
+		},
 			func(o runtime.Object) { s.Namespaces = append(s.Namespaces, *StripNamespace(o.(*corev1.Namespace))) }},
-		{"nodes", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Nodes().List(ctx, o) },
+		{"nodes", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Nodes().List(ctx, o)
+		},
 			func(o runtime.Object) { s.Nodes = append(s.Nodes, *StripNode(o.(*corev1.Node))) }},
-		{"pods in all namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Pods("").List(ctx, o) },
+		{"pods in all namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Pods("").List(ctx, o)
+		},
 			func(o runtime.Object) { s.Pods = append(s.Pods, *StripPod(o.(*corev1.Pod))) }},
-		{"services in all namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Services("").List(ctx, o) },
+		{"services in all namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Services("").List(ctx, o)
+		},
 			func(o runtime.Object) { s.Services = append(s.Services, *StripService(o.(*corev1.Service))) }},
 		{"endpointslices.discovery.k8s.io in all namespaces", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return disc.EndpointSlices("").List(ctx, o)
