@@ -5,7 +5,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test e2e bench demo fuzz lint clean update-golden install-cni
+.PHONY: all build test test-kube e2e bench demo fuzz lint clean update-golden install-cni
 
 all: build
 
@@ -16,9 +16,16 @@ build:
 	$(GO) build -o $(BIN)/ github.com/containernetworking/plugins/plugins/ipam/static github.com/containernetworking/plugins/plugins/ipam/host-local
 
 # The tests: formatting, vet, and every package's tests (the fuzz seed
-# corpora run as plain tests).
+# corpora run as plain tests), then those against a real API server.
 test: lint
 	$(GO) test -count=1 -timeout 14m ./...
+	@$(MAKE) --no-print-directory test-kube
+
+# The tests against a real kube-apiserver and etcd: test/kube, a module of
+# its own so that the product's dependencies stay small. The first build
+# on a machine compiles Kubernetes (10-20 minutes); later ones are warm.
+test-kube:
+	GO=$(GO) ./test/kube/test.sh
 
 # The end-to-end tests alone: the lab (also part of make test as root).
 e2e: build

@@ -21,6 +21,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicenet/sluice/compiler"
@@ -477,7 +478,9 @@ func TestListForbidden(t *testing.T) {
 		cs.RbacV1().ClusterRoles().Delete(ctx, role.Name, metav1.DeleteOptions{})
 	})
 	cfg := srv.As("reader")
-	_, err := kube.List(ctx, cfg)
+	// RBAC sees new roles and bindings through its informers: wait until
+	// the partial role applies (namespaces listed, pods not).
+	err := listUntil(cfg, func(err error) bool { return err != nil && !strings.Contains(err.Error(), "list namespaces") })
 	for _, want := range []string{"list pods in all namespaces from the API server at " + cfg.Host, "forbidden", `User "reader" cannot list resource "pods"`, "sluice needs list on"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("list as a reader without pods: %v; want it to say %q", err, want)
@@ -490,17 +493,21 @@ func TestListForbidden(t *testing.T) {
 	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// RBAC follows the role through a watch: wait for it.
+	if err := listUntil(cfg, func(err error) bool { return err == nil }); err != nil {
+		t.Errorf("list with the permissions named: %v", err)
+	}
+}
+
+// listUntil lists the cluster as cfg until done accepts the error (or
+// 10 s have passed), and returns the last error.
+func listUntil(cfg *rest.Config, done func(error) bool) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err = kube.List(ctx, cfg)
-		if err == nil || time.Now().After(deadline) {
-			break
+		_, err := kube.List(context.Background(), cfg)
+		if done(err) || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Errorf("list with the permissions named: %v", err)
 	}
 }
 
