@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -66,8 +67,32 @@ func retName(r uint32) string {
 	return fmt.Sprintf("ret %d", r)
 }
 
-// Trace runs a connection's first packet and its reply through the kernel.
+// testRunIfindex is the interface a BPF_PROG_TEST_RUN packet crosses when
+// the run names none: the loopback device, ifindex 1 in every network
+// namespace.
+const testRunIfindex = 1
+
+// linkForRun makes the pod the one whose veth test-run packets cross, as
+// the agent links a pod's veth (see Switch.Attach): its first IPv4
+// address in endpoint_links, or no entry for a pod without one.
+func linkForRun(dp *Datapath, pod *ir.Endpoint) error {
+	for _, ip := range pod.IPs {
+		if ip.Is4() {
+			return dp.LinkEndpoint(testRunIfindex, ip)
+		}
+	}
+	if err := dp.Maps[bpf.MapEndpointLinks].Delete(uint32(testRunIfindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Trace runs a connection's first packet and its reply through the kernel:
+// IPv4 or IPv6 frames, as the query's addresses are.
 func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
+	if q.Src.Is4() != q.Dst.Is4() {
+		return KernelVerdict{}, fmt.Errorf("%s -> %s: one address is IPv4 and the other IPv6; no packet has both", q.Src, q.Dst)
+	}
 	t.sport++
 	if t.sport < 40000 {
 		t.sport = 40000
@@ -81,7 +106,15 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		if dp == nil {
 			return "-", nil
 		}
-		ret, err := dp.ProgramFor(pod.Key(), progDir).Run(&ebpf.RunOptions{Data: bpf.Packet(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
+		data := bpf.Packet
+		if !ip.Src.Is4() {
+			// The programs tell whose IPv6 frame it is by the interface.
+			if err := linkForRun(dp, pod); err != nil {
+				return "", fmt.Errorf("link %s for the run: %w", pod.Key(), err)
+			}
+			data = bpf.Packet6
+		}
+		ret, err := dp.ProgramFor(pod.Key(), progDir).Run(&ebpf.RunOptions{Data: data(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
 		if err != nil {
 			return "", err
 		}
@@ -105,8 +138,11 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 	// The reply: destination's egress, then source's ingress.
 	r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
 	rport, sport := t.sport, q.Port
-	if q.Proto == ir.ProtoICMP {
+	switch {
+	case q.Proto == ir.ProtoICMP:
 		r.Port, rport, sport = 0, 0, t.sport // echo reply, same identifier
+	case q.Proto == ir.ProtoICMPv6:
+		r.Port, rport, sport = 129, 129, t.sport // echo reply (to an echo request, 128)
 	}
 	replyEg, err := run(r, bpf.FromContainer, dst, sport, rport, 0x12)
 	if err != nil {
