@@ -16,9 +16,11 @@ const (
 
 // nonIPv4 handles every frame that is not IPv4. ARP and the other
 // ethertypes pass. IPv6 is not enforced — without IPv6 conntrack a reply
-// cannot be told from a new connection — so it is dropped (DropIPv6)
-// wherever a policy isolates the pod in either direction, the same on
-// both of its programs, and passes where none does.
+// cannot be told from a new connection, and rules cannot be matched
+// against IPv6 peers — so it is dropped (DropIPv6) wherever a policy
+// isolates the pod in either direction or a deny rule applies to it
+// (emit.EndpointIPv6Dropped), the same on both of its programs, and
+// passes where neither holds.
 //
 // Whose frame it is comes from the interface, not the addresses (a pod
 // can send from any IPv6 source): endpoint_links[skb->ifindex] names the
@@ -44,7 +46,7 @@ func nonIPv4() asm.Instructions {
 	return append(in,
 		asm.JEq.Imm(asm.R0, 0, lblPass),
 		asm.LoadMem(asm.R2, asm.R0, 12, asm.Word),
-		asm.And.Imm(asm.R2, int32(emit.EndpointIngressEnforced|emit.EndpointEgressEnforced)),
+		asm.And.Imm(asm.R2, int32(emit.EndpointIPv6Dropped)),
 		asm.JEq.Imm(asm.R2, 0, lblPass),
 		asm.Mov.Imm(asm.R2, DropIPv6).WithSymbol("drop_ipv6"),
 		asm.Ja.Label(lblDrop),
