@@ -83,6 +83,24 @@ func build(t *testing.T, cl *ir.Cluster, opts emit.Options) *emit.Output {
 	return out
 }
 
+// load makes a node's artifact live (maps and programs, nothing
+// attached).
+func load(t *testing.T, a *emit.Artifact) *loader.Datapath {
+	t.Helper()
+	la, err := loader.FromBuild(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := loader.LoadArtifact(la)
+	if errors.Is(err, loader.ErrPrivilege) {
+		requireBPF(t)
+	}
+	if err != nil {
+		t.Fatalf("node %s: load: %v", a.Node, err)
+	}
+	return dp
+}
+
 func compileDir(t *testing.T, paths ...string) (*ir.Cluster, *emit.Output) {
 	t.Helper()
 	cl := resolve(t, "", paths...)
@@ -118,17 +136,7 @@ func checkKernelSample(t *testing.T, cl *ir.Cluster, out *emit.Output, perNode, 
 		addrs = some
 	}
 	for _, a := range out.Artifacts {
-		la, err := loader.FromBuild(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dp, err := loader.LoadArtifact(la)
-		if errors.Is(err, loader.ErrPrivilege) {
-			requireBPF(t)
-		}
-		if err != nil {
-			t.Fatalf("node %s: load: %v", a.Node, err)
-		}
+		dp := load(t, a)
 		defer dp.Close()
 		checked, pods := 0, 0
 		for i := range cl.Endpoints {

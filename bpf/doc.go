@@ -22,10 +22,11 @@
 // What is not plain IPv4 leaves the hot path at the ethertype test and
 // is handled after the rest of the program (ipv6.go, fragments.go):
 //   - IPv6 is not enforced: without IPv6 conntrack a reply cannot be told
-//     from a new connection. So a pod that a policy isolates in either
-//     direction gets every IPv6 frame dropped, on both of its programs
-//     (drop reason DropIPv6), and a pod nothing isolates passes IPv6, as
-//     ir.Evaluator says. The pod is known by the veth the frame crosses,
+//     from a new connection, and rules are not matched against IPv6 peers.
+//     So a pod that a policy isolates in either direction, or applies a
+//     deny rule to, gets every IPv6 frame dropped, on both of its programs
+//     (drop reason DropIPv6), and any other pod passes IPv6, as
+//     ir.DropsIPv6 says. The pod is known by the veth the frame crosses,
 //     never by its addresses: endpoint_links (node state, written by the
 //     loader before it attaches a pod) maps skb->ifindex to the pod's
 //     IPv4 address, the endpoints key. A veth with no link is dropped; a

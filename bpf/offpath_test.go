@@ -2,7 +2,6 @@ package bpf_test
 
 import (
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"testing"
 
@@ -10,68 +9,9 @@ import (
 
 	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/emit/emittest"
 	"github.com/sluicenet/sluice/loader"
 )
-
-// offPathCluster: one node; a is isolated in no direction, b in ingress
-// (UDP 5353 and TCP 8080 from a and d), c in egress (nothing allowed), d
-// in egress (UDP 5353 to b).
-const offPathCluster = `apiVersion: v1
-kind: Node
-metadata: {name: n1}
-spec: {podCIDR: 10.77.0.0/24}
-status: {addresses: [{type: InternalIP, address: 192.168.77.1}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: default, labels: {app: a}}
-spec: {nodeName: n1, containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: default, labels: {app: b}}
-spec: {nodeName: n1, containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.3}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: default, labels: {app: c}}
-spec: {nodeName: n1, containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.4}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: d, namespace: default, labels: {app: d}}
-spec: {nodeName: n1, containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.5}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-a-d, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: a}}}, {podSelector: {matchLabels: {app: d}}}]
-    ports: [{port: 5353, protocol: UDP}, {port: 8080}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-no-egress, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  policyTypes: [Egress]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: d-to-b, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: d}}
-  policyTypes: [Egress]
-  egress:
-  - to: [{podSelector: {matchLabels: {app: b}}}]
-    ports: [{port: 5353, protocol: UDP}]
-`
 
 var (
 	podA = netip.MustParseAddr("10.77.0.2")
@@ -80,22 +20,11 @@ var (
 	podD = netip.MustParseAddr("10.77.0.5")
 )
 
-// offPathDatapath loads offPathCluster's node.
+// offPathDatapath loads emittest.OffPathCluster's node.
 func offPathDatapath(t *testing.T) *loader.Datapath {
 	t.Helper()
-	cl := resolve(t, offPathCluster, "-")
-	out := build(t, cl, emit.Options{})
-	la, err := loader.FromBuild(out.Artifacts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp, err := loader.LoadArtifact(la)
-	if errors.Is(err, loader.ErrPrivilege) {
-		requireBPF(t)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := resolve(t, emittest.OffPathCluster, "-")
+	dp := load(t, build(t, cl, emit.Options{}).Artifacts[0])
 	t.Cleanup(dp.Close)
 	return dp
 }

@@ -75,11 +75,13 @@
 //	value (32): identity u32 | policy u32 | shared u32 | flags u32 | reserved [16]
 //
 // policy is the endpoint's own policy layer, shared the shared layer's (0:
-// none); flags: EndpointIngressEnforced, EndpointEgressEnforced; the
-// reserved bytes are zero. Every IPv4 address of a pod is a key; its IPv6
+// none); flags: EndpointIngressEnforced, EndpointEgressEnforced,
+// EndpointDenyRules (a deny rule applies to it); the reserved bytes are
+// zero. Every IPv4 address of a pod is a key; its IPv6
 // addresses are none (IPv6 is not enforced). The pod's veth is tied to
 // this key at run time, in the node's endpoint_links (package bpf), so
-// that its IPv6 frames meet its flags.
+// that its IPv6 frames meet its flags: any of EndpointIPv6Dropped drops
+// them.
 //
 // services — HASH, shared, default 262144 entries (Cilium's lb4_services_v2).
 //

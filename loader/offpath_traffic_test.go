@@ -11,66 +11,8 @@ import (
 	"time"
 
 	"github.com/sluicenet/sluice/bpf"
+	"github.com/sluicenet/sluice/emit/emittest"
 )
-
-// offPathTraffic: a and e are isolated by nothing; b accepts TCP 8080
-// and UDP 5353 from a and d; c may send nothing; d may send UDP 5353 to b.
-const offPathTraffic = `apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: default, labels: {app: a}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: default, labels: {app: b}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.3}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: default, labels: {app: c}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.4}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: d, namespace: default, labels: {app: d}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.5}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: e, namespace: default, labels: {app: e}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.77.0.6}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-a-d, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: a}}}, {podSelector: {matchLabels: {app: d}}}]
-    ports: [{port: 8080}, {port: 5353, protocol: UDP}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-no-egress, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  policyTypes: [Egress]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: d-to-b, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: d}}
-  policyTypes: [Egress]
-  egress:
-  - to: [{podSelector: {matchLabels: {app: b}}}]
-    ports: [{port: 5353, protocol: UDP}]
-`
 
 // ipv6 gives every pod of the net fd00:77::N (N its IPv4 address's last
 // byte) behind the node, which routes between them, and a TCP echo
@@ -136,7 +78,7 @@ func (pn *podNet) exchange(from, to netip.Addr, fromPod string, port int) error 
 func TestOffPathTrafficThroughTCX(t *testing.T) {
 	requireBPF(t)
 	requireIP(t)
-	_, out := compileYAML(t, offPathTraffic)
+	_, out := compileYAML(t, emittest.OffPathCluster)
 	art, err := FromBuild(out.Artifacts[0])
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluicenet/sluice/emit"
+	"github.com/sluicenet/sluice/emit/emittest"
 	"github.com/sluicenet/sluice/ir"
 )
 
@@ -14,7 +15,7 @@ import (
 // that mixes the families is an error.
 func TestTracerIPv6(t *testing.T) {
 	requireBPF(t)
-	cl, _ := compileYAML(t, offPathTraffic)
+	cl, _ := compileYAML(t, emittest.OffPathCluster)
 	// Dual-stack pods: fd00:77::N beside 10.77.0.N. The artifact has no
 	// IPv6 (the datapath keys endpoints by IPv4); the tracer finds the
 	// pods by either address.
@@ -35,6 +36,7 @@ func TestTracerIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	ev := ir.NewEvaluator(cl)
 	world := netip.MustParseAddr("2001:db8::1")
 	for _, c := range []struct {
 		src, dst netip.Addr
@@ -61,6 +63,9 @@ func TestTracerIPv6(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%s -> %s %s: kernel %+v, want %+v", c.src, c.dst, ir.PortString(c.proto, c.port), got, c.want)
+		}
+		if d := ev.Evaluate(q); d.Verdict != got.Verdict {
+			t.Errorf("%s -> %s %s: kernel %s, evaluator %s (%s / %s)", c.src, c.dst, ir.PortString(c.proto, c.port), got.Verdict, d.Verdict, d.Egress.Reason, d.Ingress.Reason)
 		}
 	}
 	if _, err := tr.Trace(ir.Query{Src: netip.MustParseAddr("10.77.0.2"), Dst: v6["e"], Proto: ir.ProtoTCP, Port: 80}); err == nil {
