@@ -67,7 +67,8 @@ type Frontend struct {
 	Port     uint16     `json:"port"`
 	Proto    Proto      `json:"proto"`
 	PortName string     `json:"portName,omitempty"`
-	// Node is the node whose address a NodePort frontend's IP is.
+	// Node is the node whose address IP is: always for a NodePort, and
+	// for an ExternalIP or LoadBalancer IP that is a node address.
 	Node string `json:"node,omitempty"`
 
 	sp ServicePort
@@ -109,7 +110,11 @@ func (ev *Evaluator) LookupFrontend(ip netip.Addr, proto Proto, port uint16) (*S
 					ips  []netip.Addr
 				}{{FrontendClusterIP, s.ClusterIPs}, {FrontendExternalIP, s.ExternalIPs}, {FrontendLoadBalancer, s.LoadBalancerIPs}} {
 					if slices.Contains(a.ips, ip) {
-						return s, Frontend{Kind: a.kind, IP: ip, Port: port, Proto: proto, PortName: sp.Name, sp: sp}, true
+						fe := Frontend{Kind: a.kind, IP: ip, Port: port, Proto: proto, PortName: sp.Name, sp: sp}
+						if node != nil {
+							fe.Node = node.Name
+						}
+						return s, fe, true
 					}
 				}
 			}
@@ -148,10 +153,11 @@ type ServiceOptions struct {
 	// (--no-backends): "reject" (the default when empty) or "drop".
 	NoBackends string
 	// Via is the node whose external device receives a connection from
-	// outside the cluster to a ClusterIP, ExternalIP or LoadBalancer
-	// address: it decides the backends of a Local external traffic policy
-	// and which backends see the node (SNAT) rather than the client. It
-	// may be empty when the cluster has one node.
+	// outside the cluster to a frontend that is no node's address: it
+	// decides the backends of a Local external traffic policy and which
+	// backends see the node (SNAT) rather than the client. It may be
+	// empty when the cluster has one node; when set otherwise, it must be
+	// the node that receives the connection.
 	Via string
 }
 
@@ -255,13 +261,14 @@ func (ev *Evaluator) EvaluateService(q Query, opts ServiceOptions) (ServiceDecis
 	sd.Service = ServiceTrace{Name: svc.Key(), Frontend: &fe, Source: svc.Source}
 	local := srcEp != nil || srcNode != nil
 	// The node that receives the connection: the client's own for a
-	// socket, the address's for a NodePort, else the one opts names.
+	// socket, the address's owner for a node address, else the one
+	// opts names.
 	via := opts.Via
 	switch {
 	case local && fe.Kind != FrontendNodePort:
 		via = clientNode
-	case fe.Kind == FrontendNodePort:
-		via = fe.Node
+	case fe.Node != "":
+		via = fe.Node // a node's address arrives at that node
 	case via == "" && len(ev.c.Nodes) == 1:
 		via = ev.c.Nodes[0].Name
 	case via == "":

@@ -20,7 +20,7 @@ func cmdTrace(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	cf.register(fs)
 	from := fs.String("from", "", "source: NAMESPACE/POD, node:NAME or an IP address")
 	to := fs.String("to", "", "destination: NAMESPACE/POD, node:NAME, svc:NAMESPACE/NAME (the service's ClusterIP) or an IP address; a service frontend is traced to each backend")
-	via := fs.String("via", "", "for a client outside the cluster and a ClusterIP, ExternalIP or LoadBalancer frontend: the `node` whose external device receives the connection (needed with several nodes)")
+	via := fs.String("via", "", "for a client outside the cluster and a service frontend that is no node's address: the `node` whose external device receives the connection (needed with several nodes)")
 	noBackends := fs.String("no-backends", "reject", "as compiled: what a connection to a service frontend without backends gets, reject or drop")
 	var ports multiFlag
 	fs.Var(&ports, "port", "PORT/PROTO, e.g. 80/TCP, 53/UDP, 8/ICMP (repeatable with --matrix; default 80/TCP)")
@@ -49,6 +49,10 @@ func cmdTrace(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	}
 	if *noBackends != ir.VerdictReject && *noBackends != ir.VerdictDrop {
 		fmt.Fprintf(stderr, "sluice trace: --no-backends %q: accepted are reject and drop\n", *noBackends)
+		return 2
+	}
+	if *matrix && *via != "" {
+		fmt.Fprintln(stderr, "sluice trace: --via is for a single query to a service frontend, not --matrix")
 		return 2
 	}
 	if !*matrix && (*from == "" || *to == "") {

@@ -144,6 +144,12 @@ func TestTraceServiceNodePort(t *testing.T) {
 	if res2 := traceServiceJSON(t, "--from", "203.0.113.7", "--to", "node:n1", "--port", "30080/TCP"); !cmp.Equal(res, res2) {
 		t.Errorf("node:n1 and 192.168.50.1 differ:\n%s", cmp.Diff(res, res2))
 	}
+	// An ExternalIP that is a node's address arrives at that node.
+	res = traceServiceJSON(t, "--from", "203.0.113.7", "--to", "192.168.50.2", "--port", "80/TCP")
+	idx = backendsByPod(t, res, "shop/site-a", "shop/site-b")
+	if res.Service.Node != "n2" || res.Service.Path != "device" || !res.Service.Backends[idx["shop/site-a"]].SNAT || res.Service.Backends[idx["shop/site-b"]].SNAT {
+		t.Errorf("world -> ExternalIP 192.168.50.2: %+v", res)
+	}
 	// A pod reaching another node's NodePort: its egress sees the node
 	// address (edge may send only to nodes), each backend's ingress the
 	// source as it arrives.
@@ -273,6 +279,7 @@ func TestTraceServiceUsage(t *testing.T) {
 		{[]string{"--from", "shop/client", "--to", "shop/web-a", "--via", "n1"}, "is no service frontend"},
 		{[]string{"--from", "shop/client", "--to", "shop/web"}, "write svc:shop/web"},
 		{[]string{"--from", "shop/client", "--to", "svc:shop/nope"}, "no service shop/nope"},
+		{[]string{"--matrix", "--via", "n1"}, "not --matrix"},
 		{[]string{"--from", "svc:shop/web", "--to", "shop/client"}, "a service is no client"},
 	} {
 		if _, errs, rc := sluice(t, "", append([]string{"trace", "-f", svcManifests}, c.args...)...); rc != 2 || !strings.Contains(errs, c.want) {
