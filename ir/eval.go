@@ -18,6 +18,9 @@ const (
 	// to and from a pod that any policy isolates, in either direction, or
 	// applies a deny rule to (see DropsIPv6).
 	ReasonIPv6 = "IPv6 is not enforced yet: IPv6 to and from a pod that a policy isolates or applies a deny rule to is dropped"
+	// ReasonIPv6Only: the datapath knows a pod's interface by its IPv4
+	// address, so it drops all IPv6 of a pod that has none.
+	ReasonIPv6Only = "IPv6 is not enforced yet: a pod without an IPv4 address has all its IPv6 dropped"
 )
 
 // Query is the first packet of a connection.
@@ -286,6 +289,12 @@ func (ev *Evaluator) side(dir Direction, subject *Endpoint, peer PeerInfo, q Que
 		}
 		dropsIPv6 = dropsIPv6 || DropsIPv6(p)
 	}
+	if (q.Src.Is6() || q.Dst.Is6()) && !hasIPv4(subject) {
+		// The datapath finds a pod's IPv6 frames through its interface,
+		// linked to its IPv4 address: a pod without one is linked to none.
+		s.Verdict, s.Reason = Deny, ReasonIPv6Only
+		return s
+	}
 	if dropsIPv6 && (q.Src.Is6() || q.Dst.Is6()) {
 		if len(s.Isolating) == 0 {
 			for _, p := range policies {
@@ -328,6 +337,15 @@ func (ev *Evaluator) side(dir Direction, subject *Endpoint, peer PeerInfo, q Que
 		s.Verdict, s.Reason = Deny, ReasonNoMatch
 	}
 	return s
+}
+
+func hasIPv4(e *Endpoint) bool {
+	for _, ip := range e.IPs {
+		if ip.Is4() {
+			return true
+		}
+	}
+	return false
 }
 
 // DropsIPv6 says whether the datapath drops the IPv6 of the pods a policy
