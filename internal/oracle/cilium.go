@@ -30,7 +30,7 @@ type ciliumRule struct {
 
 func (o *Oracle) addCilium(obj *schema.Object, namespace string, spec *schema.Rule, specs []schema.Rule) {
 	if spec == nil && len(specs) == 0 {
-		o.refuse(obj, "no spec and no specs")
+		o.refuse(obj, "", "a Cilium policy without spec or specs")
 		return
 	}
 	add := func(field string, r *schema.Rule) {
@@ -52,27 +52,32 @@ func (o *Oracle) addCilium(obj *schema.Object, namespace string, spec *schema.Ru
 func (o *Oracle) checkCiliumRule(obj *schema.Object, cr *ciliumRule) bool {
 	r := cr.r
 	ok := true
-	bad := func(format string, args ...any) {
-		o.refuse(obj, cr.ref+": "+format, args...)
+	field := strings.TrimPrefix(cr.ref, obj.Ref()+" ")
+	bad := func(sub, why string) {
+		f := field
+		if sub != "" {
+			f += "." + sub
+		}
+		o.refuse(obj, f, why)
 		ok = false
 	}
 	switch {
 	case r.NodeSelector != nil:
-		bad("a host policy (nodeSelector)")
+		bad("nodeSelector", "a host policy (nodeSelector)")
 	case r.EndpointSelector == nil:
-		bad("no endpointSelector")
+		bad("", "a rule without endpointSelector")
 	case hasKey(r.EndpointSelector, "reserved:host"):
-		bad("a host policy (endpointSelector on reserved:host)")
+		bad("endpointSelector", "a host policy (endpointSelector on reserved:host)")
 	}
 	if len(r.Ingress)+len(r.IngressDeny)+len(r.Egress)+len(r.EgressDeny) == 0 {
-		bad("a rule without ingress, ingressDeny, egress or egressDeny")
+		bad("", "a rule without ingress, ingressDeny, egress or egressDeny")
 	}
 	if r.EndpointSelector != nil {
 		if _, err := ciliumSelector(r.EndpointSelector, false); err != nil {
-			bad("endpointSelector: %v", err)
+			bad("endpointSelector", "a selector the oracle does not model: "+err.Error())
 		}
 	}
-	checkCommon := func(field string, l3 map[string]int, sels [][]schema.EndpointSelector, ports []schema.PortProtocol) {
+	checkCommon := func(sub string, l3 map[string]int, sels [][]schema.EndpointSelector, ports []schema.PortProtocol) {
 		var kinds []string
 		for k, n := range l3 {
 			if n > 0 {
@@ -81,18 +86,18 @@ func (o *Oracle) checkCiliumRule(obj *schema.Object, cr *ciliumRule) bool {
 		}
 		sort.Strings(kinds)
 		if len(kinds) > 1 {
-			bad("%s combines %s (Cilium: not supported)", field, strings.Join(kinds, " and "))
+			bad(sub, "a rule that combines "+strings.Join(kinds, " and ")+" (Cilium rejects it)")
 		}
 		for _, ss := range sels {
 			for i := range ss {
 				if _, err := ciliumSelector(&ss[i], false); err != nil {
-					bad("%s: %v", field, err)
+					bad(sub, "a selector the oracle does not model: "+err.Error())
 				}
 			}
 		}
 		for _, pp := range ports {
 			if _, _, _, _, err := ciliumPort(pp); err != nil {
-				bad("%s: %v", field, err)
+				bad(sub, "a port the oracle does not model: "+err.Error())
 			}
 		}
 	}
@@ -170,10 +175,9 @@ func ciliumSelector(es *schema.EndpointSelector, dropNamespace bool) (labels.Sel
 		if dropNamespace && key == labelPodNamespace {
 			continue
 		}
-		if ls.MatchLabels == nil {
-			ls.MatchLabels = map[string]string{}
-		}
-		ls.MatchLabels[key] = v
+		// As a requirement, so that k8s:x and x stay two (Cilium ANDs
+		// them).
+		ls.MatchExpressions = append(ls.MatchExpressions, metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpIn, Values: []string{v}})
 	}
 	for _, e := range es.MatchExpressions {
 		key, err := ciliumKey(e.Key)

@@ -169,7 +169,7 @@ func (o *Oracle) checkNetworkPolicy(obj *schema.Object, np *networkingv1.Network
 		if pe.IPBlock != nil {
 			p, err := netip.ParsePrefix(pe.IPBlock.CIDR)
 			if err != nil || p.Masked() != p {
-				o.refuse(obj, "invalid ipBlock.cidr %q", pe.IPBlock.CIDR)
+				o.refuse(obj, "ipBlock.cidr", "an invalid CIDR")
 			}
 			continue
 		}
@@ -180,19 +180,19 @@ func (o *Oracle) checkNetworkPolicy(obj *schema.Object, np *networkingv1.Network
 			continue
 		}
 		if _, err := metav1.LabelSelectorAsSelector(s); err != nil {
-			o.refuse(obj, "invalid selector: %v", err)
+			o.refuse(obj, "", "an invalid selector")
 		}
 	}
 }
 
 // checkLabels refuses label keys and values the API server rejects.
-func (o *Oracle) checkLabels(obj *schema.Object, ls map[string]string) {
+func (o *Oracle) checkLabels(obj *schema.Object, field string, ls map[string]string) {
 	for k, v := range ls {
 		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			o.refuse(obj, "invalid label key %q", k)
+			o.refuse(obj, fmt.Sprintf("%s[%q]", field, k), "an invalid label key")
 		}
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			o.refuse(obj, "invalid label value %q", v)
+			o.refuse(obj, fmt.Sprintf("%s[%q]", field, k), "an invalid label value")
 		}
 	}
 }

@@ -24,10 +24,20 @@ func (q Query) String() string {
 	return fmt.Sprintf("%s -> %s %d/%s", q.Src, q.Dst, q.Port, q.Proto)
 }
 
-// Side is the verdict of one direction, with the reason in words.
+// Side is the verdict of one direction: the reason in words that name no
+// object, and the rule that decided, if one did.
 type Side struct {
-	Allow bool
-	Why   string
+	Allow  bool
+	Reason string
+	Rule   string
+}
+
+// Why is the reason with the rule.
+func (s Side) Why() string {
+	if s.Rule == "" {
+		return s.Reason
+	}
+	return s.Reason + ": " + s.Rule
 }
 
 // Verdict is the answer for a query: allowed when both sides allow.
@@ -97,7 +107,7 @@ type Oracle struct {
 	nodeByIP   map[netip.Addr]*node
 	netpols    []*networkingv1.NetworkPolicy
 	cilium     []*ciliumRule
-	refusals   []string
+	refusals   []Refusal
 }
 
 // New reads a decoded input. clusterName is the value of the
@@ -111,7 +121,7 @@ func New(set *schema.Set, clusterName string) *Oracle {
 	for _, obj := range set.Objects {
 		switch v := obj.Obj.(type) {
 		case *corev1.Namespace:
-			o.checkLabels(obj, v.Labels)
+			o.checkLabels(obj, "metadata.labels", v.Labels)
 			ls := labels.Set{}
 			for k, val := range v.Labels {
 				ls[k] = val
@@ -120,16 +130,19 @@ func New(set *schema.Set, clusterName string) *Oracle {
 			ls[labelMetadataName] = v.Name
 			o.namespaces[v.Name] = ls
 		case *corev1.Node:
-			o.checkLabels(obj, v.Labels)
+			o.checkLabels(obj, "metadata.labels", v.Labels)
 			n := &node{name: v.Name}
-			for _, a := range v.Status.Addresses {
+			for i, a := range v.Status.Addresses {
 				if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
 					continue
 				}
-				if ip, err := netip.ParseAddr(a.Address); err == nil {
-					n.ips = append(n.ips, ip)
-					o.nodeByIP[ip] = n
+				ip, err := netip.ParseAddr(a.Address)
+				if err != nil {
+					o.refuse(obj, fmt.Sprintf("status.addresses[%d].address", i), "an invalid node address")
+					continue
 				}
+				n.ips = append(n.ips, ip)
+				o.nodeByIP[ip] = n
 			}
 			o.nodes[v.Name] = n
 		case *corev1.Pod:
@@ -147,17 +160,31 @@ func New(set *schema.Set, clusterName string) *Oracle {
 	for _, obj := range podObjs {
 		o.addPod(obj, obj.Obj.(*corev1.Pod), implied, clusterName)
 	}
-	sort.Strings(o.refusals)
+	sort.Slice(o.refusals, func(i, j int) bool { return o.refusals[i].String() < o.refusals[j].String() })
 	return o
 }
 
-func (o *Oracle) refuse(obj *schema.Object, format string, args ...any) {
-	o.refusals = append(o.refusals, obj.Ref()+": "+fmt.Sprintf(format, args...))
+// Refusal is one reason the compile must be refused.
+type Refusal struct {
+	Object string // "Kind namespace/name"
+	Field  string // where in the object, when known
+	Why    string // what is wrong, in words that name no object
+}
+
+func (r Refusal) String() string {
+	if r.Field == "" {
+		return r.Object + ": " + r.Why
+	}
+	return r.Object + ": " + r.Field + ": " + r.Why
+}
+
+func (o *Oracle) refuse(obj *schema.Object, field, why string) {
+	o.refusals = append(o.refusals, Refusal{Object: obj.Ref(), Field: field, Why: why})
 }
 
 // Refusals lists why the compile must be refused; empty when it must
 // succeed.
-func (o *Oracle) Refusals() []string { return o.refusals }
+func (o *Oracle) Refusals() []Refusal { return o.refusals }
 
 // namespaceLabels returns the labels of a namespace; one without a
 // Namespace object has only the label the API server sets.
@@ -169,7 +196,7 @@ func (o *Oracle) namespaceLabels(ns string) labels.Set {
 }
 
 func (o *Oracle) addPod(obj *schema.Object, p *corev1.Pod, implied bool, clusterName string) {
-	o.checkLabels(obj, p.Labels)
+	o.checkLabels(obj, "metadata.labels", p.Labels)
 	switch {
 	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
 		return // terminal: its address is just an address
@@ -177,15 +204,19 @@ func (o *Oracle) addPod(obj *schema.Object, p *corev1.Pod, implied bool, cluster
 		return // its address is its node's
 	}
 	var ips []netip.Addr
-	for _, a := range p.Status.PodIPs {
-		if ip, err := netip.ParseAddr(a.IP); err == nil {
-			ips = append(ips, ip)
+	addr := func(field, s string) {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			o.refuse(obj, field, "an invalid pod IP")
+			return
 		}
+		ips = append(ips, ip)
+	}
+	for i, a := range p.Status.PodIPs {
+		addr(fmt.Sprintf("status.podIPs[%d].ip", i), a.IP)
 	}
 	if len(p.Status.PodIPs) == 0 && p.Status.PodIP != "" {
-		if ip, err := netip.ParseAddr(p.Status.PodIP); err == nil {
-			ips = append(ips, ip)
-		}
+		addr("status.podIP", p.Status.PodIP)
 	}
 	if len(ips) == 0 {
 		return // not on the network yet
@@ -194,7 +225,7 @@ func (o *Oracle) addPod(obj *schema.Object, p *corev1.Pod, implied bool, cluster
 	if implied {
 		pd.node = "" // the one implied node holds every pod
 	} else if pd.node == "" {
-		o.refuse(obj, "pod with an address but no spec.nodeName in an input with Node objects")
+		o.refuse(obj, "spec.nodeName", "a pod with an address but no node, in an input with Node objects")
 	}
 	for k, v := range p.Labels {
 		pd.labels[k] = v
@@ -231,6 +262,9 @@ func (o *Oracle) addPod(obj *schema.Object, p *corev1.Pod, implied bool, cluster
 	}
 	o.pods = append(o.pods, pd)
 	for _, ip := range ips {
+		if prev := o.podByIP[ip]; prev != nil {
+			o.refuse(obj, "status.podIP", "two live pods with one address")
+		}
 		o.podByIP[ip] = pd
 	}
 }
@@ -276,7 +310,7 @@ func (d direction) String() string {
 func (o *Oracle) Verdict(q Query) Verdict {
 	src, dst := o.peerAt(q.Src), o.peerAt(q.Dst)
 	if src.pod != nil && src.pod == dst.pod {
-		self := Side{Allow: true, Why: "a pod talking to itself"}
+		self := Side{Allow: true, Reason: "a pod talking to itself"}
 		return Verdict{Allow: true, Egress: self, Ingress: self}
 	}
 	v := Verdict{Egress: o.side(egress, src.pod, dst, q), Ingress: o.side(ingress, dst.pod, src, q)}
@@ -287,7 +321,7 @@ func (o *Oracle) Verdict(q Query) Verdict {
 // side decides one direction of subject's policy against the peer.
 func (o *Oracle) side(dir direction, subject *pod, other peer, q Query) Side {
 	if subject == nil {
-		return Side{Allow: true, Why: "not a pod"}
+		return Side{Allow: true, Reason: "not a pod"}
 	}
 	// Named ports resolve on the destination pod.
 	named := subject.named
@@ -301,26 +335,26 @@ func (o *Oracle) side(dir direction, subject *pod, other peer, q Query) Side {
 	allowReq, denyReq := requirements(rules, dir)
 	for _, r := range rules {
 		if ref, ok := r.first(dir, true, subject, other, q, named, denyReq); ok {
-			return Side{Why: "denied by " + ref}
+			return Side{Reason: "denied by a Cilium deny rule", Rule: ref}
 		}
 	}
 	if dir == ingress && other.node != nil && other.node.name == subject.node {
-		return Side{Allow: true, Why: "from the pod's own node"}
+		return Side{Allow: true, Reason: "from the pod's own node"}
 	}
 	if !o.isolated(subject, dir) {
-		return Side{Allow: true, Why: "not isolated"}
+		return Side{Allow: true, Reason: "not isolated"}
 	}
 	for _, np := range o.netpols {
 		if ref, ok := o.netpolAllows(np, dir, subject, other, q, named, allowReq); ok {
-			return Side{Allow: true, Why: "allowed by " + ref}
+			return Side{Allow: true, Reason: "allowed by a NetworkPolicy rule", Rule: ref}
 		}
 	}
 	for _, r := range rules {
 		if ref, ok := r.first(dir, false, subject, other, q, named, allowReq); ok {
-			return Side{Allow: true, Why: "allowed by " + ref}
+			return Side{Allow: true, Reason: "allowed by a Cilium rule", Rule: ref}
 		}
 	}
-	return Side{Why: "isolated and no rule allows it"}
+	return Side{Reason: "isolated and no rule allows it"}
 }
 
 // isolated reports whether any policy isolates the pod in a direction.

@@ -38,7 +38,7 @@ func check(t *testing.T, o *Oracle, cases []want) {
 	for _, c := range cases {
 		q := Query{Src: netip.MustParseAddr(c.src), Dst: netip.MustParseAddr(c.dst), Proto: c.proto, Port: c.port}
 		if v := o.Verdict(q); v.Allow != c.allow {
-			t.Errorf("%s: allow=%v, want %v (egress: %s; ingress: %s)", q, v.Allow, c.allow, v.Egress.Why, v.Ingress.Why)
+			t.Errorf("%s: allow=%v, want %v (egress: %s; ingress: %s)", q, v.Allow, c.allow, v.Egress.Why(), v.Ingress.Why())
 		}
 	}
 }
@@ -253,14 +253,17 @@ spec:
 
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
-		{"no node name", twoNodes + "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.9.9.9}\n", "no spec.nodeName"},
-		{"reserved label", "apiVersion: v1\nkind: Pod\nmetadata: {name: x, labels: {\"reserved:host\": \"\"}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.9.9.9}\n", "invalid label key"},
+		{"no node name", twoNodes + "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.9.9.9}\n", "a pod with an address but no node"},
+		{"reserved label", "apiVersion: v1\nkind: Pod\nmetadata: {name: x, labels: {\"reserved:host\": \"\"}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.9.9.9}\n", "an invalid label key"},
 		{"two L3 kinds", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec:\n  endpointSelector: {}\n  ingress: [{fromEndpoints: [{}], fromCIDR: [10.0.0.0/8]}]\n", "combines fromCIDR and fromEndpoints"},
 		{"no rules", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec: {endpointSelector: {}}\n", "without ingress"},
 		{"host policy", "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: x}\nspec: {nodeSelector: {}, ingress: [{fromEntities: [world]}]}\n", "host policy"},
 		{"reserved:host subject", "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: x}\nspec: {endpointSelector: {matchLabels: {\"reserved:host\": \"\"}}, ingress: [{fromEntities: [world]}]}\n", "host policy"},
 	} {
-		r := load(t, c.yaml).Refusals()
+		var r []string
+		for _, x := range load(t, c.yaml).Refusals() {
+			r = append(r, x.String())
+		}
 		if len(r) == 0 || !strings.Contains(strings.Join(r, "\n"), c.want) {
 			t.Errorf("%s: refusals %q, want one saying %q", c.name, r, c.want)
 		}
