@@ -206,7 +206,7 @@ func TestExactIPCacheInTheKernel(t *testing.T) {
 // the evaluator on every local pod, peer and probe port.
 func TestPolicyCasesInTheKernel(t *testing.T) {
 	requireBPF(t)
-	cases := append(append([]compilertest.Case(nil), compilertest.NetworkPolicyCases...), compilertest.CiliumPolicyCases...)
+	cases := append(append(append([]compilertest.Case(nil), compilertest.NetworkPolicyCases...), compilertest.CiliumPolicyCases...), compilertest.FailOpenCases...)
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
 			manifests := strings.Join(append([]string{compilertest.Fixture()}, tc.Policies...), "\n---\n")

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -83,8 +84,21 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 	case r.EndpointSelector == nil:
 		c.errorf(o, pfx, "a rule needs endpointSelector (which pods it applies to); use endpointSelector: {} for every pod")
 		return p, false
+	case cp.clusterwide && selectsHost(r.EndpointSelector):
+		// reserved:host is the node itself: a host policy, like
+		// nodeSelector, and no pod's.
+		hostPolicy = true
 	}
-	sel, ok := c.selector(o, subjectField, subject.MatchLabels, subject.MatchExpressions, ciliumKeys)
+	if r.Ingress == nil && r.IngressDeny == nil && r.Egress == nil && r.EgressDeny == nil {
+		// Cilium's CRD schema requires one of them.
+		c.errorf(o, pfx, "a rule needs at least one of ingress, ingressDeny, egress or egressDeny (Cilium rejects a rule without them); to isolate pods, write ingress: [{}] or egress: [{}]")
+		return p, false
+	}
+	matchLabels := subject.MatchLabels
+	if !cp.clusterwide {
+		matchLabels = cp.ownNamespace(subjectField, matchLabels)
+	}
+	sel, ok := c.selector(o, subjectField, matchLabels, subject.MatchExpressions, ciliumKeys)
 	if !ok {
 		return p, false
 	}
@@ -92,13 +106,15 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 		sel = inNamespace(sel, o.Namespace)
 	}
 	p.Subject = sel
+	// Cilium: default deny only in a direction the rule has rules for;
+	// enableDefaultDeny can turn it off there, never on elsewhere.
 	p.IsolateIngress = len(r.Ingress) > 0 || len(r.IngressDeny) > 0
-	if v := r.EnableDefaultDeny.Ingress; v != nil {
-		p.IsolateIngress = *v
+	if v := r.EnableDefaultDeny.Ingress; v != nil && !*v {
+		p.IsolateIngress = false
 	}
 	p.IsolateEgress = len(r.Egress) > 0 || len(r.EgressDeny) > 0
-	if v := r.EnableDefaultDeny.Egress; v != nil {
-		p.IsolateEgress = *v
+	if v := r.EnableDefaultDeny.Egress; v != nil && !*v {
+		p.IsolateEgress = false
 	}
 
 	// Every rule is validated; one that holds an unenforceable construct
@@ -124,6 +140,7 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 			why, field = "mutual authentication", f+".auth"
 		}
 		peers, hasL3, pok := cp.ingressPeers(f, &in.IngressCommonRule)
+		pok = cp.oneL3Kind(f, ingressL3(&in.IngressCommonRule)) && pok
 		p.IngressRequires = append(p.IngressRequires, cp.requires(f+".fromRequires", in.FromRequires)...)
 		ports := cp.ports(f, portLists(in.ToPorts), in.ICMPs)
 		rule, rok := cp.makeRule(f, ir.Ingress, ir.Allow, peers, hasL3, pok, ports, len(in.ToPorts) > 0 || len(in.ICMPs) > 0)
@@ -152,6 +169,11 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 		}
 		peers, hasL3, pok := cp.egressPeers(f, &eg.EgressCommonRule)
 		hasL3 = hasL3 || eg.ToFQDNs != nil
+		pok = cp.oneL3Kind(f, egressL3(&eg.EgressCommonRule, len(eg.ToFQDNs))) && pok
+		if len(eg.ToServices) > 0 && len(eg.ToPorts) > 0 {
+			c.errorf(o, f+".toPorts", "toServices and toPorts cannot be combined in one rule (Cilium rejects it); the service's ports are those of its backends")
+			pok = false
+		}
 		p.EgressRequires = append(p.EgressRequires, cp.requires(f+".toRequires", eg.ToRequires)...)
 		ports := cp.ports(f, portLists(eg.ToPorts), eg.ICMPs)
 		rule, rok := cp.makeRule(f, ir.Egress, ir.Allow, peers, hasL3, pok, ports, len(eg.ToPorts) > 0 || len(eg.ICMPs) > 0)
@@ -167,7 +189,7 @@ func (cp *cnpContext) rule(pfx string, r *schema.Rule) (ir.Policy, bool) {
 		keep(f, rule, rok, "", "")
 	}
 	if hostPolicy {
-		cp.unenforceable(pfx, pfx+".nodeSelector", "a host policy (nodeSelector)")
+		cp.unenforceable(pfx, subjectField, "a host policy (the node's own traffic, selected by nodeSelector or reserved:host)")
 		return p, false
 	}
 	return p, len(c.diags) == before
@@ -224,18 +246,21 @@ func (cp *cnpContext) portRulesUnenforceable(f string, prs []schema.PortRule) (w
 	return "", ""
 }
 
-func (cp *cnpContext) scoped(sel ir.Selector, raw *schema.EndpointSelector) ir.Selector {
-	for k := range raw.MatchLabels {
-		if strings.HasPrefix(k, "reserved:") {
-			return sel
-		}
-	}
-	for _, e := range raw.MatchExpressions {
-		if strings.HasPrefix(e.Key, "reserved:") {
-			return sel
-		}
+// scoped limits a peer selector to the pods Cilium lets it select
+// (getEndpointSelector in Cilium's k8s policy parsing): a selector that
+// names the namespace, or (in a namespaced policy) a namespace label,
+// stands as written; otherwise it is limited to the policy's namespace,
+// or in a clusterwide policy to pods. A fromEndpoints/toEndpoints
+// selector on reserved labels stands as written; fromRequires/toRequires
+// are scoped even then (Cilium adds no exception for them).
+func (cp *cnpContext) scoped(sel ir.Selector, raw *schema.EndpointSelector, requires bool) ir.Selector {
+	if !requires && hasKeyPrefix(raw, "reserved:") {
+		return sel
 	}
 	if mentionsNamespace(sel) {
+		return sel
+	}
+	if !cp.clusterwide && mentionsNamespaceLabel(sel) {
 		return sel
 	}
 	if cp.clusterwide {
@@ -257,7 +282,7 @@ func (cp *cnpContext) endpointPeers(f string, sels []schema.EndpointSelector, ki
 			continue
 		}
 		if kind == ir.PeerEndpoints {
-			sel = cp.scoped(sel, &sels[i])
+			sel = cp.scoped(sel, &sels[i], false)
 		}
 		s := sel
 		out = append(out, ir.Peer{Kind: kind, Selector: &s, Source: srcAt(cp.o, sf)})
@@ -265,16 +290,103 @@ func (cp *cnpContext) endpointPeers(f string, sels []schema.EndpointSelector, ki
 	return out, ok
 }
 
+// requires converts fromRequires/toRequires, scoped to the policy's
+// namespace as fromEndpoints is (Cilium scopes both the same way).
 func (cp *cnpContext) requires(f string, sels []schema.EndpointSelector) []ir.Selector {
 	var out []ir.Selector
 	for i := range sels {
 		sf := fmt.Sprintf("%s[%d]", f, i)
 		sel, ok := cp.c.selector(cp.o, sf, sels[i].MatchLabels, sels[i].MatchExpressions, ciliumKeys)
 		if ok {
-			out = append(out, sel)
+			out = append(out, cp.scoped(sel, &sels[i], true))
 		}
 	}
 	return out
+}
+
+// ownNamespace removes a namespace match from a namespaced policy's
+// endpointSelector: Cilium always applies such a policy in its own
+// namespace, replacing the match (and warning, as Sluice does when the
+// match named another namespace).
+func (cp *cnpContext) ownNamespace(field string, ml map[string]string) map[string]string {
+	var out map[string]string
+	for _, k := range sortedKeys(ml) {
+		if ciliumKey(k) != ir.LabelNamespace {
+			continue
+		}
+		if ml[k] != cp.o.Namespace {
+			cp.c.warnf(cp.o, field+".matchLabels"+schema.Key(k), "an endpointSelector of a CiliumNetworkPolicy always applies in the policy's own namespace %q; the match on namespace %q is replaced by it, as Cilium does (use a CiliumClusterwideNetworkPolicy to select pods of other namespaces)", cp.o.Namespace, ml[k])
+		}
+		if out == nil {
+			out = maps.Clone(ml)
+		}
+		delete(out, k)
+	}
+	if out == nil {
+		return ml
+	}
+	return out
+}
+
+func hasKeyPrefix(s *schema.EndpointSelector, prefix string) bool {
+	for k := range s.MatchLabels {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	for _, e := range s.MatchExpressions {
+		if strings.HasPrefix(e.Key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// selectsHost reports whether an endpointSelector names reserved:host.
+func selectsHost(s *schema.EndpointSelector) bool {
+	if _, ok := s.MatchLabels[ir.LabelHost]; ok {
+		return true
+	}
+	for _, e := range s.MatchExpressions {
+		if e.Key == ir.LabelHost {
+			return true
+		}
+	}
+	return false
+}
+
+// l3Kind is one kind of peer field of a rule and how many entries it has.
+type l3Kind struct {
+	field string
+	n     int
+}
+
+func ingressL3(r *schema.IngressCommonRule) []l3Kind {
+	return []l3Kind{{"fromEndpoints", len(r.FromEndpoints)}, {"fromCIDR", len(r.FromCIDR)}, {"fromCIDRSet", len(r.FromCIDRSet)},
+		{"fromEntities", len(r.FromEntities)}, {"fromNodes", len(r.FromNodes)}, {"fromGroups", len(r.FromGroups)}}
+}
+
+func egressL3(r *schema.EgressCommonRule, fqdns int) []l3Kind {
+	return []l3Kind{{"toEndpoints", len(r.ToEndpoints)}, {"toCIDR", len(r.ToCIDR)}, {"toCIDRSet", len(r.ToCIDRSet)},
+		{"toEntities", len(r.ToEntities)}, {"toServices", len(r.ToServices)}, {"toFQDNs", fqdns}, {"toGroups", len(r.ToGroups)}, {"toNodes", len(r.ToNodes)}}
+}
+
+// oneL3Kind refuses an allow rule with two kinds of peer, as Cilium's
+// rule validation does ("Combining FromEndpoints and FromCIDR is not
+// supported yet"): a union there would allow more than Cilium does.
+func (cp *cnpContext) oneL3Kind(f string, kinds []l3Kind) bool {
+	first := ""
+	for _, k := range kinds {
+		if k.n == 0 {
+			continue
+		}
+		if first != "" {
+			cp.c.errorf(cp.o, f+"."+k.field, "%s and %s cannot be combined in one rule (Cilium rejects it); write one rule for each", first, k.field)
+			return false
+		}
+		first = k.field
+	}
+	return true
 }
 
 func (cp *cnpContext) ingressPeers(f string, r *schema.IngressCommonRule) (peers []ir.Peer, hasL3, ok bool) {
@@ -372,9 +484,9 @@ func (cp *cnpContext) cidrPeers(fCIDR, fSet string, cidrs []string, sets []schem
 	return out, ok
 }
 
-// entityAliases are accepted spellings that select the same as an entity
-// or nothing in this datapath (ingress, none).
-var entityAliases = map[string]string{"world-ipv4": "world", "world-ipv6": "world", "ingress": "ingress", "none": "none"}
+// entityAliases are accepted entities that select nothing in this
+// datapath (ingress: Cilium's ingress proxy; none).
+var entityAliases = map[string]string{"ingress": "ingress", "none": "none"}
 
 func (cp *cnpContext) entityPeers(f string, ents []string) ([]ir.Peer, bool) {
 	var out []ir.Peer

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/schema"
@@ -29,6 +30,9 @@ type Options struct {
 	// DropUnenforceable lowers rules that the datapath cannot enforce to
 	// nothing instead of failing.
 	DropUnenforceable bool
+	// APIServerIPs are addresses of the kube-apiserver, for the
+	// kube-apiserver entity, besides the backends of default/kubernetes.
+	APIServerIPs []netip.Addr
 }
 
 // compilation carries the state of one Compile call.
@@ -50,6 +54,10 @@ type compilation struct {
 	backendIPs  map[string][]netip.Addr
 	idents      []ir.Identity
 	collide     []string
+	// selectorKeys are the label keys some pod selector uses: per-pod
+	// labels among them stay in identities.
+	selectorKeys map[string]bool
+	warnings     []ir.Warning
 }
 
 // pod is a Pod or a workload template.
@@ -91,6 +99,7 @@ func Compile(set *schema.Set, opts Options) (*ir.Cluster, schema.Diagnostics) {
 	for _, o := range byKind["Node"] {
 		c.node(o)
 	}
+	c.selectorKeys = selectorKeys(byKind)
 	if len(c.nodes) == 0 {
 		c.implied = true
 		c.nodes = append(c.nodes, ir.Node{Name: ImpliedNode, Implied: true})
@@ -116,7 +125,7 @@ func Compile(set *schema.Set, opts Options) (*ir.Cluster, schema.Diagnostics) {
 	}
 	c.allocateIdentities()
 
-	cl := &ir.Cluster{Name: opts.ClusterName, Nodes: c.nodes, Collisions: c.collide}
+	cl := &ir.Cluster{Name: opts.ClusterName, Nodes: c.nodes, Collisions: c.collide, APIServerIPs: apiserverIPs(opts.APIServerIPs)}
 	for _, ns := range c.namespaces {
 		cl.Namespaces = append(cl.Namespaces, *ns)
 	}
@@ -165,10 +174,22 @@ func Compile(set *schema.Set, opts Options) (*ir.Cluster, schema.Diagnostics) {
 		}
 		return a.Field < b.Field
 	})
+	c.checkAPIServerEntity(cl)
 	if len(c.diags) > 0 {
 		c.diags.Sort()
 		return nil, c.diags
 	}
+	sort.Slice(c.warnings, func(i, j int) bool {
+		a, b := c.warnings[i], c.warnings[j]
+		if a.Source != b.Source {
+			return lessSource(a.Source, b.Source)
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		return a.Message < b.Message
+	})
+	cl.Warnings = c.warnings
 	intern(cl)
 	return cl, nil
 }
@@ -177,22 +198,28 @@ func (c *compilation) ensureNamespace(name string) {
 	if name == "" || c.namespaces[name] != nil {
 		return
 	}
-	c.namespaces[name] = &ir.Namespace{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}
+	c.namespaces[name] = &ir.Namespace{Name: name, Labels: map[string]string{nsNameLabel: name}}
 }
 
 func (c *compilation) namespace(o *schema.Object) {
 	ns := o.Obj.(*corev1.Namespace)
+	c.validateLabels(o, "metadata.labels", ns.Labels)
 	labels := map[string]string{}
 	for k, v := range ns.Labels {
 		labels[k] = v
 	}
-	// The API server sets this label on every namespace.
-	labels["kubernetes.io/metadata.name"] = ns.Name
+	// The API server sets this label on every namespace, to its name,
+	// whatever the manifest says.
+	if v, ok := ns.Labels[nsNameLabel]; ok && v != ns.Name {
+		c.warnf(o, "metadata.labels"+schema.Key(nsNameLabel), "label %s=%s is not the namespace's name; the API server sets it to %q, and so does Sluice", nsNameLabel, v, ns.Name)
+	}
+	labels[nsNameLabel] = ns.Name
 	c.namespaces[ns.Name] = &ir.Namespace{Name: ns.Name, Labels: labels, Source: src(o)}
 }
 
 func (c *compilation) node(o *schema.Object) {
 	n := o.Obj.(*corev1.Node)
+	c.validateLabels(o, "metadata.labels", n.Labels)
 	node := ir.Node{Name: n.Name, Source: src(o)}
 	if len(n.Labels) > 0 {
 		node.Labels = map[string]string{}
@@ -260,22 +287,11 @@ func srcAt(o *schema.Object, field string) ir.Source {
 	return ir.Source{File: p.File, Line: p.Line, Col: p.Col}
 }
 
-// identityLabelsExcluded are per-pod or per-revision labels that carry no
-// security meaning; keeping them would split one workload into many
-// identities (Cilium's default label filter drops them too).
-var identityLabelsExcluded = map[string]bool{
-	"pod-template-hash":                        true,
-	"controller-revision-hash":                 true,
-	"pod-template-generation":                  true,
-	"statefulset.kubernetes.io/pod-name":       true,
-	"apps.kubernetes.io/pod-index":             true,
-	"controller-uid":                           true,
-	"batch.kubernetes.io/controller-uid":       true,
-	"batch.kubernetes.io/job-completion-index": true,
-}
-
-func (c *compilation) newPod(o *schema.Object, kind, name, namespace string, meta map[string]string, spec *corev1.PodSpec, specField string) *pod {
+// newPod makes a pod of a Pod or a workload template: meta are its labels
+// at metaField, spec its pod spec at specField.
+func (c *compilation) newPod(o *schema.Object, kind, name, namespace string, meta map[string]string, metaField string, spec *corev1.PodSpec, specField string) *pod {
 	p := &pod{obj: o, kind: kind, name: name, namespace: namespace, labels: map[string]string{}, ready: true}
+	c.validateLabels(o, metaField, meta)
 	for k, v := range meta {
 		p.labels[k] = v
 	}
@@ -288,12 +304,19 @@ func (c *compilation) newPod(o *schema.Object, kind, name, namespace string, met
 	}
 	p.hostNet = spec.HostNetwork
 	p.named = c.namedPorts(o, specField, spec)
-	p.secLabels = map[string]string{ir.LabelNamespace: namespace, ir.LabelServiceAccount: sa, ir.LabelCluster: c.opts.ClusterName}
-	for k, v := range meta {
-		if !identityLabelsExcluded[k] {
-			p.secLabels[k] = v
+	p.secLabels = map[string]string{}
+	for _, k := range sortedKeys(meta) {
+		switch {
+		case reservedPodLabel(k):
+			c.warnf(o, metaField+schema.Key(k), "label %s is reserved: policy takes it from the pod's namespace, its namespace's labels, its service account or the cluster, never from the pod; the pod's own value %q is ignored", k, meta[k])
+		case perPodLabels[k] && !c.selectorKeys[k]:
+		default:
+			p.secLabels[k] = meta[k]
 		}
 	}
+	p.secLabels[ir.LabelNamespace] = namespace
+	p.secLabels[ir.LabelServiceAccount] = sa
+	p.secLabels[ir.LabelCluster] = c.opts.ClusterName
 	return p
 }
 
@@ -306,6 +329,10 @@ func (c *compilation) namedPorts(o *schema.Object, specField string, spec *corev
 	add := func(field string, cps []corev1.ContainerPort) {
 		for j, cp := range cps {
 			if cp.Name == "" {
+				continue
+			}
+			if errs := validation.IsValidPortName(cp.Name); len(errs) > 0 {
+				c.errorf(o, fmt.Sprintf("%s.ports[%d].name", field, j), "invalid port name %q: %s", cp.Name, strings.Join(errs, "; "))
 				continue
 			}
 			proto, ok := c.k8sProto(o, fmt.Sprintf("%s.ports[%d].protocol", field, j), string(cp.Protocol))
@@ -364,7 +391,13 @@ func (c *compilation) k8sProto(o *schema.Object, field, s string) (ir.Proto, boo
 
 func (c *compilation) podObject(o *schema.Object) {
 	po := o.Obj.(*corev1.Pod)
-	p := c.newPod(o, "Pod", po.Name, o.Namespace, po.Labels, &po.Spec, "spec")
+	if po.Status.Phase == corev1.PodSucceeded || po.Status.Phase == corev1.PodFailed {
+		// A terminal pod has released its IP: whatever gets the address
+		// next must not inherit its identity. It is no endpoint, no
+		// backend and no workload.
+		return
+	}
+	p := c.newPod(o, "Pod", po.Name, o.Namespace, po.Labels, "metadata.labels", &po.Spec, "spec")
 	p.node = po.Spec.NodeName
 	if c.implied {
 		p.node = ImpliedNode
@@ -392,6 +425,11 @@ func (c *compilation) podObject(o *schema.Object) {
 			continue
 		}
 		p.ips = append(p.ips, ip)
+	}
+	if len(p.ips) > 0 && p.node == "" {
+		// A pod gets its address on its node. Without one it would be
+		// enforced nowhere and known to no node's ipcache.
+		c.errorf(o, "spec.nodeName", "the pod has an IP (%s) but no spec.nodeName; a pod gets its IP on its node: set spec.nodeName to one of the %d Node objects, or remove status.podIP and status.podIPs", p.ips[0], len(c.nodes))
 	}
 	for _, cond := range po.Status.Conditions {
 		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionFalse {
@@ -421,7 +459,7 @@ func (c *compilation) template(o *schema.Object) {
 	default:
 		return
 	}
-	c.templates = append(c.templates, c.newPod(o, o.Kind, o.Name, o.Namespace, meta, spec, "spec.template.spec"))
+	c.templates = append(c.templates, c.newPod(o, o.Kind, o.Name, o.Namespace, meta, "spec.template.metadata.labels", spec, "spec.template.spec"))
 }
 
 // addNamespaceLabels completes a pod's identity labels with its
@@ -519,6 +557,8 @@ func fnv64(s string) uint64 {
 // template into the workload table.
 func (c *compilation) endpoints(cl *ir.Cluster) {
 	seenIP := map[netip.Addr]*pod{}
+	var firstV6 *pod
+	v6 := 0
 	for _, p := range c.pods {
 		if p.hostNet || len(p.ips) == 0 {
 			// A pod without an address is a workload only (the agent finds
@@ -527,12 +567,20 @@ func (c *compilation) endpoints(cl *ir.Cluster) {
 			continue
 		}
 		for _, ip := range p.ips {
+			if ip.Is6() {
+				if v6++; firstV6 == nil || lessSource(src(p.obj), src(firstV6.obj)) {
+					firstV6 = p
+				}
+			}
 			if prev := seenIP[ip]; prev != nil {
 				c.errorf(p.obj, "status.podIP", "pod IP %s is also the IP of Pod %s/%s (%s); pod IPs must be unique", ip, prev.namespace, prev.name, prev.obj.Pos)
 			}
 			seenIP[ip] = p
 		}
 		cl.Endpoints = append(cl.Endpoints, ir.Endpoint{Namespace: p.namespace, Name: p.name, Node: p.node, IPs: p.ips, Identity: p.identity, NamedPorts: p.named, Owner: p.owner, Source: src(p.obj)})
+	}
+	if firstV6 != nil {
+		c.warnf(firstV6.obj, "status.podIPs", "%d pod IPv6 address(es) (the first here): IPv6 is not enforced yet; IPv6 to and from a pod that a policy isolates is dropped, and IPv6 addresses are not in the ipcache (policy sees their traffic only as dropped)", v6)
 	}
 	for _, p := range c.templates {
 		cl.Workloads = append(cl.Workloads, ir.Workload{Namespace: p.namespace, Kind: p.kind, Name: p.name, Identity: p.identity, NamedPorts: p.named, Source: src(p.obj)})

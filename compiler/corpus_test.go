@@ -32,6 +32,7 @@ var corpusBroken = map[string]string{
 	"cilium/examples/policies/kubernetes/clusterwide/wildcard-from-endpoints.yaml":         `:3:1: description: unknown field "description"`,
 	"cilium/examples/policies/l3/host/host-policy.yaml":                                    `:3:1: description: unknown field "description"`,
 	"cilium/examples/policies/l7.yaml":                                                     `:3:1: description: unknown field "description"`,
+	"cilium/examples/policies/cidr.yaml":                                                   `:13:5: spec.egress[0].toCIDRSet: toCIDR and toCIDRSet cannot be combined in one rule`,
 	"cilium/examples/policies/l3/entities/from_nodes.yaml":                                 `:1:1: missing apiVersion; found key "apiversion": did you mean apiVersion?`,
 	"cilium/examples/policies/l3/match-expressions/and-statement.yaml":                     `:11:19: spec.ingress[0].fromEndpoints[0].matchExpressions[0].operator: unknown operator "in" (operators are case-sensitive: did you mean In?)`,
 	"cilium/examples/policies/l3/match-expressions/or-statement.yaml":                      `:11:19: spec.ingress[0].fromEndpoints[0].matchExpressions[0].operator: unknown operator "in"`,
@@ -108,7 +109,7 @@ func TestCorpusWithoutDrop(t *testing.T) {
 	dir := corpusDir(t)
 	cases := map[string]string{
 		"cilium/examples/policies/l7/http/http.yaml":             `:15:9: spec.ingress[0].toPorts[0].rules: HTTP rules (enforced by Cilium's L7 proxy) cannot be enforced`,
-		"cilium/examples/policies/host/lock-down-dev-vms.yaml":   `nodeSelector: a host policy (nodeSelector) cannot be enforced`,
+		"cilium/examples/policies/host/lock-down-dev-vms.yaml":   `nodeSelector: a host policy (the node's own traffic, selected by nodeSelector or reserved:host) cannot be enforced`,
 		"cilium/examples/policies/getting-started/dns-port.yaml": `toFQDNs (DNS-name peers, enforced through a DNS proxy) cannot be enforced`,
 	}
 	for rel, want := range cases {

@@ -168,3 +168,14 @@ func mentionsNamespace(sel ir.Selector) bool {
 	}
 	return false
 }
+
+// mentionsNamespaceLabel reports whether a selector constrains a label of
+// the namespace (io.cilium.k8s.namespace.labels.*).
+func mentionsNamespaceLabel(sel ir.Selector) bool {
+	for _, r := range sel.Requirements {
+		if strings.HasPrefix(r.Key, ir.LabelNamespacePrefix) {
+			return true
+		}
+	}
+	return false
+}

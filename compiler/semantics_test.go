@@ -108,3 +108,5 @@ func runCases(t *testing.T, cases []compilertest.Case) {
 func TestNetworkPolicySemantics(t *testing.T) { runCases(t, compilertest.NetworkPolicyCases) }
 
 func TestCiliumPolicySemantics(t *testing.T) { runCases(t, compilertest.CiliumPolicyCases) }
+
+func TestFailOpenCases(t *testing.T) { runCases(t, compilertest.FailOpenCases) }

@@ -14,6 +14,11 @@ const (
 	ReasonAllowed     = "allowed by rule"
 	ReasonDenied      = "denied by rule"
 	ReasonNoMatch     = "isolated and no rule allows it"
+	// ReasonIPv6: the datapath does not enforce IPv6 yet, so it drops IPv6
+	// to and from a pod that any policy isolates, in either direction
+	// (without IPv6 connection tracking a reply cannot be told from a new
+	// connection).
+	ReasonIPv6 = "IPv6 is not enforced yet: IPv6 to and from a pod that a policy isolates is dropped"
 )
 
 // Query is the first packet of a connection.
@@ -158,10 +163,11 @@ func pinned(sel *Selector) []string {
 // Cluster returns the cluster the evaluator answers for.
 func (ev *Evaluator) Cluster() *Cluster { return ev.c }
 
-// APIServerIPs returns the backend addresses of default/kubernetes: the
-// addresses that the kube-apiserver entity selects.
+// APIServerIPs returns the addresses that the kube-apiserver entity
+// selects: the cluster's APIServerIPs and the backend addresses of
+// default/kubernetes.
 func APIServerIPs(c *Cluster) []netip.Addr {
-	var ips []netip.Addr
+	ips := slices.Clone(c.APIServerIPs)
 	for i := range c.Services {
 		s := &c.Services[i]
 		if s.Namespace == "default" && s.Name == "kubernetes" {
@@ -274,10 +280,23 @@ func (ev *Evaluator) side(dir Direction, subject *Endpoint, peer PeerInfo, q Que
 	}
 	policies := ev.selecting[subject.Identity]
 	requires, denyRequires := Requires(policies, dir)
+	isolatedAny := false
 	for _, p := range policies {
 		if (dir == Ingress && p.IsolateIngress) || (dir == Egress && p.IsolateEgress) {
 			s.Isolating = append(s.Isolating, p.Ref())
 		}
+		isolatedAny = isolatedAny || p.IsolateIngress || p.IsolateEgress
+	}
+	if isolatedAny && (q.Src.Is6() || q.Dst.Is6()) {
+		if len(s.Isolating) == 0 {
+			for _, p := range policies {
+				if p.IsolateIngress || p.IsolateEgress {
+					s.Isolating = append(s.Isolating, p.Ref())
+				}
+			}
+		}
+		s.Verdict, s.Reason = Deny, ReasonIPv6
+		return s
 	}
 	// Deny beats allow, across every policy kind.
 	for _, p := range policies {
@@ -408,6 +427,12 @@ func (ev *Evaluator) PeerMatches(pe *Peer, peer PeerInfo, requires []Selector) b
 		}
 		return CIDRMatches(pe, peer.IP)
 	case PeerEntity:
+		switch pe.Entity {
+		case EntityWorldIPv4:
+			return peer.IP.Is4() && EntityMatches(pe.Entity, peer.Labels, peer.ep != nil)
+		case EntityWorldIPv6:
+			return peer.IP.Is6() && EntityMatches(pe.Entity, peer.Labels, peer.ep != nil)
+		}
 		return EntityMatches(pe.Entity, peer.Labels, peer.ep != nil)
 	}
 	return false
@@ -434,7 +459,9 @@ func EntityMatches(entity string, labels map[string]string, pod bool) bool {
 	switch entity {
 	case "all":
 		return true
-	case "world":
+	case "world", EntityWorldIPv4, EntityWorldIPv6:
+		// The address family of world-ipv4 and world-ipv6 is checked by
+		// PeerMatches, which has the address.
 		return has(LabelWorld)
 	case "cluster":
 		// Cilium: host, remote-node, init, health, unmanaged and

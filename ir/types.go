@@ -72,6 +72,27 @@ type Cluster struct {
 	Dropped    []Dropped   `json:"dropped,omitempty"`
 	// Collisions lists identity hash collisions, resolved by probing.
 	Collisions []string `json:"collisions,omitempty"`
+	// APIServerIPs are the addresses the kube-apiserver entity selects: the
+	// backends of default/kubernetes and those given to the compiler.
+	APIServerIPs []netip.Addr `json:"apiserverIPs,omitempty"`
+	// Warnings are what the compiler accepted but a user should know, by
+	// Source.
+	Warnings []Warning `json:"warnings,omitempty"`
+}
+
+// Warning is something the compiler accepted and changed or cannot
+// enforce in full, at the manifest position that caused it.
+type Warning struct {
+	Source  Source `json:"source"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func (w Warning) String() string {
+	if w.Field == "" {
+		return w.Source.String() + ": " + w.Message
+	}
+	return w.Source.String() + ": " + w.Field + ": " + w.Message
 }
 
 // Node is a Kubernetes Node, or the single implied node of a cluster whose
@@ -233,7 +254,14 @@ const (
 )
 
 // Entities understood in fromEntities/toEntities.
-var Entities = []string{"all", "cluster", "health", "host", "init", "kube-apiserver", "remote-node", "unmanaged", "world"}
+var Entities = []string{"all", "cluster", "health", "host", "init", "kube-apiserver", "remote-node", "unmanaged", "world", EntityWorldIPv4, EntityWorldIPv6}
+
+// The world entities of one address family: in a dual-stack cluster Cilium
+// splits world into these two; world-ipv6 never selects an IPv4 address.
+const (
+	EntityWorldIPv4 = "world-ipv4"
+	EntityWorldIPv6 = "world-ipv6"
+)
 
 // Peer is one alternative of a rule's peer list.
 type Peer struct {

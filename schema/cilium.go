@@ -94,7 +94,8 @@ func (s *EndpointSelector) LabelSelector() *metav1.LabelSelector {
 }
 
 // IngressCommonRule holds the peer selectors shared by allow and deny
-// ingress rules. Several set fields must all match.
+// ingress rules. An allow rule may set only one peer field (the compiler
+// checks, as Cilium does); FromRequires applies to every rule.
 type IngressCommonRule struct {
 	FromEndpoints []EndpointSelector `json:"fromEndpoints,omitempty"`
 	FromRequires  []EndpointSelector `json:"fromRequires,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -25,6 +26,7 @@ type compileFlags struct {
 	drop      bool
 	cluster   string
 	maxErrors int
+	apiserver multiFlag
 }
 
 func (cf *compileFlags) register(fs *flag.FlagSet) {
@@ -33,10 +35,21 @@ func (cf *compileFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.drop, "drop-unenforceable", false, "drop rules the datapath cannot enforce (L7, toFQDNs, host policies, ...) instead of failing; each dropped rule is listed")
 	fs.StringVar(&cf.cluster, "cluster-name", "default", "cluster name (the io.cilium.k8s.policy.cluster label)")
 	fs.IntVar(&cf.maxErrors, "max-errors", 50, "report at most this many errors")
+	fs.Var(&cf.apiserver, "apiserver-ip", "an address of the kube-apiserver, for the kube-apiserver entity, besides the endpoints of default/kubernetes; repeatable or comma-separated")
 }
 
-func (cf *compileFlags) options() compiler.Options {
-	return compiler.Options{ClusterName: cf.cluster, DropUnenforceable: cf.drop}
+func (cf *compileFlags) options() (compiler.Options, error) {
+	opts := compiler.Options{ClusterName: cf.cluster, DropUnenforceable: cf.drop}
+	for _, f := range cf.apiserver {
+		for _, s := range strings.Split(f, ",") {
+			ip, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				return opts, fmt.Errorf("--apiserver-ip %q: expected an IP address such as 10.0.0.1", s)
+			}
+			opts.APIServerIPs = append(opts.APIServerIPs, ip)
+		}
+	}
+	return opts, nil
 }
 
 // load compiles the inputs, printing diagnostics on failure.
@@ -49,7 +62,12 @@ func (cf *compileFlags) load(stdin io.Reader, stderr io.Writer) (*schema.Set, *c
 	for _, f := range cf.files {
 		paths = append(paths, strings.Split(f, ",")...)
 	}
-	set, cl, diags := compiler.Load(paths, stdin, cf.options())
+	opts, err := cf.options()
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return nil, nil, false
+	}
+	set, cl, diags := compiler.Load(paths, stdin, opts)
 	if len(diags) > 0 {
 		var src func(string) []byte
 		if set != nil {
@@ -58,6 +76,9 @@ func (cf *compileFlags) load(stdin io.Reader, stderr io.Writer) (*schema.Set, *c
 		diags.Format(stderr, cf.maxErrors, src)
 		fmt.Fprintf(stderr, "sluice: %d error(s); nothing was written\n", len(diags))
 		return set, nil, false
+	}
+	for _, w := range cl.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	return set, &compilerResult{cluster: cl}, true
 }
