@@ -13,21 +13,22 @@ var (
 		"io.cilium.k8s.policy.serviceaccount", "io.cilium.k8s.policy.cluster")
 )
 
-// cidr picks a CIDR: around pods, nodes or the world addresses, with an
-// except strictly inside it sometimes.
+// cidr picks a CIDR: around pods, nodes or the world addresses, IPv4 or
+// IPv6, with an except strictly inside it sometimes.
 func (g *gen) cidr() (string, []string) {
-	base := g.pick([]string{"10.0.0.0/8", "10.0.0.0/16", "10.1.0.0/24", "192.168.0.0/24", "203.0.113.0/24", "198.51.100.0/30", "0.0.0.0/0", "8.8.8.8/32"})
+	base := g.pick([]string{"10.0.0.0/8", "10.0.0.0/16", "10.1.0.0/24", "192.168.0.0/24", "203.0.113.0/24", "198.51.100.0/30",
+		"0.0.0.0/0", "8.8.8.8/32", "fd00::/8", "::/0", "2001:db8::/32"})
 	p := netip.MustParsePrefix(base)
 	var except []string
-	if p.Bits() < 30 && g.chance(2) {
-		bits := p.Bits() + 1 + g.r.Intn(32-p.Bits()-1)
+	if p.Bits() < p.Addr().BitLen()-2 && g.chance(2) {
+		bits := p.Bits() + 1 + g.r.Intn(p.Addr().BitLen()-p.Bits()-1)
 		// An except around one of the addresses that matter.
-		cands := append([]netip.Addr(nil), g.worldV4...)
+		cands := append(append([]netip.Addr(nil), g.worldV4...), g.worldV6...)
 		for _, pd := range g.pods {
 			cands = append(cands, pd.ips...)
 		}
 		a := cands[g.r.Intn(len(cands))]
-		if a.Is4() && p.Contains(a) {
+		if p.Contains(a) {
 			ex, _ := a.Prefix(bits)
 			except = append(except, ex.String())
 		}
@@ -146,6 +147,9 @@ func (g *gen) genCilium(clusterwide bool) {
 func withMatchLabel(sel mapping, k, v string) mapping {
 	for i, e := range sel {
 		if e.k == "matchLabels" {
+			if e.v.(mapping).get(k) != nil {
+				return sel
+			}
 			ml := append(mapping{{k, v}}, e.v.(mapping)...)
 			out := append(mapping(nil), sel...)
 			out[i] = kv{"matchLabels", ml}
@@ -158,9 +162,11 @@ func withMatchLabel(sel mapping, k, v string) mapping {
 func (g *gen) ciliumRule(clusterwide bool) mapping {
 	es := g.selector(ciliumKeys, g.ciliumPrefix)
 	if !clusterwide && g.chance(6) {
-		// A namespaced policy's endpointSelector that names a namespace
-		// still applies in the policy's own namespace.
-		es = withMatchLabel(es, "k8s:io.kubernetes.pod.namespace", g.pick(allNamespaces))
+		// A namespaced policy's endpointSelector that names a namespace:
+		// spelt k8s: in matchLabels, Cilium replaces it with the policy's
+		// own namespace; spelt otherwise, it stays.
+		key := g.pick([]string{"k8s:", "", "any:"}) + "io.kubernetes.pod.namespace"
+		es = withMatchLabel(es, key, g.pick(allNamespaces))
 	}
 	r := mapping{{"endpointSelector", es}}
 	counts := []int{g.r.Intn(3), 0, g.r.Intn(3), 0}
@@ -248,6 +254,11 @@ func (g *gen) ciliumPeerRule(in bool) mapping {
 	}
 	if !l3 && g.chance(8) {
 		return rule // {} (or requirements only): allows nothing, isolates
+	}
+	if g.chance(20) {
+		// A port rule without ports: Cilium merges no port from it, so
+		// it allows (or denies) nothing.
+		return append(rule, kv{"toPorts", seq{mapping{}}})
 	}
 	if !l3 || g.chance(2) {
 		var ports seq

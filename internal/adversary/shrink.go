@@ -23,7 +23,7 @@ func (ck *Checker) Shrink(c *Case, d Disagreement) *Case {
 	}
 	// A mistake the evaluator shows shrinks without loading programs.
 	run := ck
-	if !strings.HasPrefix(d.Class, "the kernel") && !strings.HasPrefix(d.Class, "the datapath") {
+	if !needsKernel(d.Class) {
 		run = &Checker{}
 	}
 	want := evaluatorKind(d.Class)
@@ -73,6 +73,17 @@ func (ck *Checker) Shrink(c *Case, d Disagreement) *Case {
 	}
 	small.Plain = fails(small.Docs, true)
 	return small
+}
+
+// needsKernel reports whether a class shows only when the programs are
+// built and loaded.
+func needsKernel(class string) bool {
+	for _, p := range []string{"the kernel", "the datapath", "emit"} {
+		if strings.HasPrefix(class, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // evaluatorKind is the class of a disagreement with the evaluator's part

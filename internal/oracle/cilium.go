@@ -164,16 +164,19 @@ func ciliumKey(k string) (string, error) {
 }
 
 // ciliumSelector converts an endpoint selector over identity labels;
-// dropNamespace leaves out requirements on the pod's namespace.
-func ciliumSelector(es *schema.EndpointSelector, dropNamespace bool) (labels.Selector, error) {
+// ownNamespace leaves out a matchLabels entry on
+// k8s:io.kubernetes.pod.namespace, which ParseToCiliumRule overwrites
+// with the policy's namespace (any other spelling of a namespace match,
+// and every matchExpressions entry, stays and is ANDed).
+func ciliumSelector(es *schema.EndpointSelector, ownNamespace bool) (labels.Selector, error) {
 	ls := &metav1.LabelSelector{}
 	for k, v := range es.MatchLabels {
+		if ownNamespace && k == "k8s:"+labelPodNamespace {
+			continue
+		}
 		key, err := ciliumKey(k)
 		if err != nil {
 			return nil, err
-		}
-		if dropNamespace && key == labelPodNamespace {
-			continue
 		}
 		// As a requirement, so that k8s:x and x stay two (Cilium ANDs
 		// them).
@@ -183,9 +186,6 @@ func ciliumSelector(es *schema.EndpointSelector, dropNamespace bool) (labels.Sel
 		key, err := ciliumKey(e.Key)
 		if err != nil {
 			return nil, err
-		}
-		if dropNamespace && key == labelPodNamespace {
-			continue
 		}
 		e.Key = key
 		ls.MatchExpressions = append(ls.MatchExpressions, e)
@@ -220,8 +220,9 @@ func hasKey(es *schema.EndpointSelector, key string) bool {
 }
 
 // selects: the endpointSelector of a namespaced policy always applies in
-// the policy's namespace (a namespace it names is replaced, as
-// ParseToCiliumRule does); a clusterwide one applies as written.
+// the policy's namespace (ParseToCiliumRule sets
+// k8s:io.kubernetes.pod.namespace to it); a clusterwide one applies as
+// written.
 func (cr *ciliumRule) selects(p *pod) bool {
 	if !cr.valid {
 		return false
@@ -268,31 +269,26 @@ func allMatch(ms []peerMatcher, p peer) bool {
 }
 
 // scoped turns a fromEndpoints/toEndpoints/fromRequires/toRequires
-// selector into a matcher as Cilium scopes it: a selector that names the
-// pod's namespace label is taken as written (and so may match peers that
-// are not pods); otherwise a namespaced policy's selector is limited to
-// its namespace (unless it names a namespace label, which spans
-// namespaces), and a clusterwide policy's selector to pods of any
-// namespace.
+// selector into a matcher as Cilium's getEndpointSelector scopes it: a
+// selector that names the pod's namespace label is taken as written; so
+// is, in a namespaced policy, one that names a namespace label
+// (io.cilium.k8s.namespace.labels.*), which spans namespaces. Either may
+// then match peers that are not pods, which have none of those labels.
+// Otherwise a namespaced policy's selector is limited to its namespace,
+// and a clusterwide policy's to pods of any namespace.
 func (cr *ciliumRule) scoped(es *schema.EndpointSelector) peerMatcher {
 	sel, err := ciliumSelector(es, false)
 	if err != nil {
 		return func(peer) bool { return false }
 	}
-	namesNamespace, namesNamespaceLabels := false, false
+	asWritten := false
 	for _, k := range selectorKeys(es) {
-		namesNamespace = namesNamespace || k == labelPodNamespace
-		namesNamespaceLabels = namesNamespaceLabels || strings.HasPrefix(k, prefixNamespaceLbls)
+		asWritten = asWritten || k == labelPodNamespace || cr.namespace != "" && strings.HasPrefix(k, prefixNamespaceLbls)
 	}
 	ns := cr.namespace
 	return func(p peer) bool {
-		if !namesNamespace {
-			if p.pod == nil {
-				return false
-			}
-			if ns != "" && !namesNamespaceLabels && p.pod.namespace != ns {
-				return false
-			}
+		if !asWritten && (p.pod == nil || ns != "" && p.pod.namespace != ns) {
+			return false
 		}
 		return sel.Matches(p.selectorLabels())
 	}

@@ -251,6 +251,37 @@ spec:
 	})
 }
 
+// Cilium's ParseToCiliumRule overwrites only a k8s:-spelt namespace in
+// matchLabels of a namespaced policy's endpointSelector; any other match
+// on the namespace stays, and its getEndpointSelector leaves a peer
+// selector on namespace labels unscoped, so that it may match peers that
+// are not pods.
+func TestCiliumNamespaceSpellings(t *testing.T) {
+	o := load(t, twoNodes+`
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: plain, namespace: prod}
+spec:
+  endpointSelector: {matchLabels: {app: web, io.kubernetes.pod.namespace: dev}}
+  ingress: [{}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: labels, namespace: prod}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress:
+  - fromEndpoints: [{matchExpressions: [{key: io.cilium.k8s.namespace.labels.team, operator: DoesNotExist}]}]
+`)
+	check(t, o, []want{
+		{"10.0.2.1", "10.0.1.1", "TCP", 80, true},     // web: "plain" selects nothing
+		{"10.0.2.9", "10.0.2.1", "TCP", 80, true},     // dev has no team label
+		{"198.51.100.1", "10.0.2.1", "TCP", 80, true}, // nor has the world
+		{"10.0.1.1", "10.0.2.1", "TCP", 80, false},    // prod is team a
+	})
+}
+
 func TestRefusals(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"no node name", twoNodes + "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.9.9.9}\n", "a pod with an address but no node"},
