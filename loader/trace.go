@@ -67,7 +67,14 @@ func retName(r uint32) string {
 }
 
 // Trace runs a connection's first packet and its reply through the kernel.
-func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
+func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) { return t.TraceTranslated(q, q) }
+
+// TraceTranslated runs a connection that a load balancer between the two
+// programs translated: the source's from-container program sees sent, the
+// destination's to-container program sees arrived, and the reply goes
+// back the same way (arrived reversed, then sent reversed). The
+// translation itself is not run.
+func (t *Tracer) TraceTranslated(sent, arrived ir.Query) (KernelVerdict, error) {
 	t.sport++
 	if t.sport < 40000 {
 		t.sport = 40000
@@ -87,15 +94,15 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		}
 		return retName(ret), nil
 	}
-	src, dst := t.ev.Endpoint(q.Src), t.ev.Endpoint(q.Dst)
-	if src != nil && src == dst {
+	src, dst := t.ev.Endpoint(sent.Src), t.ev.Endpoint(arrived.Dst)
+	if src != nil && src == dst && sent.Src == arrived.Src {
 		return kv, nil // a pod's traffic to itself never leaves it: no program sees it
 	}
 	var err error
-	if kv.Egress, err = run(q, bpf.FromContainer, src, t.sport, q.Port, 0x02); err != nil {
+	if kv.Egress, err = run(sent, bpf.FromContainer, src, t.sport, sent.Port, 0x02); err != nil {
 		return kv, err
 	}
-	if kv.Ingress, err = run(q, bpf.ToContainer, dst, t.sport, q.Port, 0x02); err != nil {
+	if kv.Ingress, err = run(arrived, bpf.ToContainer, dst, t.sport, arrived.Port, 0x02); err != nil {
 		return kv, err
 	}
 	if kv.Egress == "drop" || kv.Ingress == "drop" {
@@ -103,15 +110,20 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		return kv, nil
 	}
 	// The reply: destination's egress, then source's ingress.
-	r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
-	rport, sport := t.sport, q.Port
-	if q.Proto == ir.ProtoICMP {
-		r.Port, rport, sport = 0, 0, t.sport // echo reply, same identifier
+	reply := func(q ir.Query) (ir.Query, uint16, uint16) {
+		r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
+		if q.Proto == ir.ProtoICMP {
+			r.Port = 0
+			return r, t.sport, 0 // echo reply, same identifier
+		}
+		return r, q.Port, t.sport
 	}
+	r, sport, rport := reply(arrived)
 	replyEg, err := run(r, bpf.FromContainer, dst, sport, rport, 0x12)
 	if err != nil {
 		return kv, err
 	}
+	r, sport, rport = reply(sent)
 	replyIn, err := run(r, bpf.ToContainer, src, sport, rport, 0x12)
 	if err != nil {
 		return kv, err
