@@ -277,7 +277,10 @@ func (g *gen) forge(labels map[string]string) {
 	if !g.chance(3) {
 		return
 	}
-	switch g.r.Intn(5) {
+	switch g.r.Intn(6) {
+	case 5:
+		// Cilium strips every key that starts io.cilium.k8s, dot or not.
+		labels[ciliumOwnedOddKey] = "x"
 	case 0:
 		labels["io.kubernetes.pod.namespace"] = g.pick(allNamespaces)
 	case 1:

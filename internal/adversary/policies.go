@@ -10,8 +10,12 @@ var (
 	npNamespaceKeys = append(sortedKeys(namespaceKeys), "kubernetes.io/metadata.name")
 	ciliumKeys      = append(sortedKeys(podKeys), "io.kubernetes.pod.namespace", "io.cilium.k8s.namespace.labels.team",
 		"io.cilium.k8s.namespace.labels.env", "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
-		"io.cilium.k8s.policy.serviceaccount", "io.cilium.k8s.policy.cluster")
+		"io.cilium.k8s.policy.serviceaccount", "io.cilium.k8s.policy.cluster", ciliumOwnedOddKey)
 )
+
+// ciliumOwnedOddKey is under Cilium's owned prefix io.cilium.k8s without
+// being one of the labels it derives.
+const ciliumOwnedOddKey = "io.cilium.k8s-x/role"
 
 // cidr picks a CIDR: around pods, nodes or the world addresses, IPv4 or
 // IPv6, with an except strictly inside it sometimes.
