@@ -110,22 +110,18 @@ func (g *gen) genNetworkPolicy() {
 	}
 	// Rules only for directions the policy isolates: what rules of other
 	// directions do is not settled by the API reference.
-	if ing {
+	for _, d := range []struct {
+		on          bool
+		field, peer string
+	}{{ing, "ingress", "from"}, {eg, "egress", "to"}} {
 		var rules seq
 		for range g.r.Intn(3) {
-			rules = append(rules, g.npRule("from"))
+			if d.on {
+				rules = append(rules, g.npRule(d.peer))
+			}
 		}
 		if len(rules) > 0 {
-			spec = append(spec, kv{"ingress", rules})
-		}
-	}
-	if eg {
-		var rules seq
-		for range g.r.Intn(3) {
-			rules = append(rules, g.npRule("to"))
-		}
-		if len(rules) > 0 {
-			spec = append(spec, kv{"egress", rules})
+			spec = append(spec, kv{d.field, rules})
 		}
 	}
 	g.docs = append(g.docs, object("networking.k8s.io/v1", "NetworkPolicy", meta(fmt.Sprintf("np-%d", len(g.docs)), ns, nil), kv{"spec", spec}))

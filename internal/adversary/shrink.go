@@ -10,7 +10,7 @@ import (
 // shrinkBudget bounds the time one shrink may take (with the kernel, each
 // attempt loads the programs); the case so far is returned when it runs
 // out.
-const shrinkBudget = 30 * time.Second
+const shrinkBudget = 20 * time.Second
 
 // Shrink returns a smaller case that still shows a disagreement of the
 // same class (on the same query, if it has one): whole documents first,

@@ -298,31 +298,16 @@ func (cr *ciliumRule) scoped(es *schema.EndpointSelector) peerMatcher {
 // selecting the subject, for allow and for deny rules: each narrows every
 // endpoint peer of the subject's rules of that kind.
 func requirements(rules []*ciliumRule, dir direction) (allow, deny []peerMatcher) {
+	collect := func(cr *ciliumRule, isDeny bool, out []peerMatcher) []peerMatcher {
+		for _, rv := range cr.rulesOf(dir, isDeny) {
+			for i := range rv.requires {
+				out = append(out, cr.scoped(&rv.requires[i]))
+			}
+		}
+		return out
+	}
 	for _, cr := range rules {
-		r := cr.r
-		if dir == ingress {
-			for i := range r.Ingress {
-				for j := range r.Ingress[i].FromRequires {
-					allow = append(allow, cr.scoped(&r.Ingress[i].FromRequires[j]))
-				}
-			}
-			for i := range r.IngressDeny {
-				for j := range r.IngressDeny[i].FromRequires {
-					deny = append(deny, cr.scoped(&r.IngressDeny[i].FromRequires[j]))
-				}
-			}
-			continue
-		}
-		for i := range r.Egress {
-			for j := range r.Egress[i].ToRequires {
-				allow = append(allow, cr.scoped(&r.Egress[i].ToRequires[j]))
-			}
-		}
-		for i := range r.EgressDeny {
-			for j := range r.EgressDeny[i].ToRequires {
-				deny = append(deny, cr.scoped(&r.EgressDeny[i].ToRequires[j]))
-			}
-		}
+		allow, deny = collect(cr, false, allow), collect(cr, true, deny)
 	}
 	return allow, deny
 }
@@ -450,6 +435,7 @@ func ciliumPortsMatch(ports []schema.PortProtocol, q Query, named []namedPort) b
 type ruleView struct {
 	field    string
 	peers    l3
+	requires []schema.EndpointSelector
 	hasPorts bool
 	ports    []schema.PortProtocol
 }
@@ -459,10 +445,10 @@ func (cr *ciliumRule) rulesOf(dir direction, deny bool) []ruleView {
 	r := cr.r
 	var out []ruleView
 	in := func(field string, c *schema.IngressCommonRule, n int, ports []schema.PortProtocol) {
-		out = append(out, ruleView{field, l3{c.FromEndpoints, c.FromCIDR, c.FromCIDRSet, c.FromEntities}, n > 0, ports})
+		out = append(out, ruleView{field, l3{c.FromEndpoints, c.FromCIDR, c.FromCIDRSet, c.FromEntities}, c.FromRequires, n > 0, ports})
 	}
 	eg := func(field string, c *schema.EgressCommonRule, n int, ports []schema.PortProtocol) {
-		out = append(out, ruleView{field, l3{c.ToEndpoints, c.ToCIDR, c.ToCIDRSet, c.ToEntities}, n > 0, ports})
+		out = append(out, ruleView{field, l3{c.ToEndpoints, c.ToCIDR, c.ToCIDRSet, c.ToEntities}, c.ToRequires, n > 0, ports})
 	}
 	switch {
 	case dir == ingress && !deny:
