@@ -249,6 +249,10 @@ func (g *gen) ciliumPeerRule(in bool) mapping {
 		}
 		rule = append(rule, kv{pfx + "Entities", ents})
 	}
+	if l3 && g.chance(20) {
+		// The peer field given as an empty list selects no peer.
+		rule[0] = kv{rule[0].k, seq{}}
+	}
 	if g.chance(6) {
 		rule = append(rule, kv{pfx + "Requires", seq{g.selector(ciliumKeys, g.ciliumPrefix)}})
 	}

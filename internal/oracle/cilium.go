@@ -320,15 +320,18 @@ type l3 struct {
 	entities  []string
 }
 
-func (l *l3) empty() bool {
-	return len(l.endpoints)+len(l.cidrs)+len(l.cidrSets)+len(l.entities) == 0
+// absent reports whether the rule names no L3 peer field at all; one
+// given as an empty list (fromEndpoints: []) is present and selects
+// nothing (cilium/cilium#29608).
+func (l *l3) absent() bool {
+	return l.endpoints == nil && l.cidrs == nil && l.cidrSets == nil && l.entities == nil
 }
 
-// matches: a rule without any L3 peer matches every peer when it has
-// ports (L4-only), and nothing when it has none (`{}`); requirements
+// matches: a rule without any L3 peer field matches every peer when it
+// has ports (L4-only), and nothing when it has none (`{}`); requirements
 // narrow endpoint peers only.
 func (cr *ciliumRule) matches(l *l3, hasPorts bool, subject *pod, other peer, req []peerMatcher) bool {
-	if l.empty() {
+	if l.absent() {
 		return hasPorts
 	}
 	for i := range l.endpoints {

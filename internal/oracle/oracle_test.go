@@ -163,6 +163,8 @@ spec:
   - fromCIDRSet: [{cidr: 0.0.0.0/0, except: [203.0.113.0/24]}]
     toPorts: [{ports: [{port: "53", protocol: UDP}]}]
   - toPorts: [{ports: [{port: "0", protocol: SCTP}]}]
+  - fromEndpoints: []
+    toPorts: [{ports: [{port: "7", protocol: TCP}]}]
   ingressDeny:
   - fromEntities: [host]
     toPorts: [{ports: [{port: "2000", endPort: 2001}]}]
@@ -210,6 +212,7 @@ spec:
 		{"10.0.2.9", "10.0.2.1", "UDP", 53, false},    // CIDR rules never select pods
 		{"192.168.0.1", "10.0.2.1", "UDP", 53, false}, // nor nodes
 		{"10.0.2.9", "10.0.2.1", "SCTP", 4, true},     // L4-only rule: any peer
+		{"10.0.2.9", "10.0.2.1", "TCP", 7, false},     // fromEndpoints: [] selects no peer
 		// Deny beats the own node.
 		{"192.168.0.2", "10.0.2.1", "TCP", 2001, false},
 		{"192.168.0.2", "10.0.2.1", "TCP", 2002, true},
