@@ -139,7 +139,11 @@ func FuzzAdversary(f *testing.F) {
 		res := run(t, ck, c)
 		if len(res.Disagreements) > 0 {
 			var b strings.Builder
-			for _, d := range res.Disagreements {
+			for i, d := range res.Disagreements {
+				if i == 5 {
+					fmt.Fprintf(&b, "... and %d more\n", len(res.Disagreements)-i)
+					break
+				}
 				fmt.Fprintf(&b, "%s\n", d)
 			}
 			t.Fatalf("seed %d: %d disagreements:\n%s%s", seed, len(res.Disagreements), b.String(), report(ck, c, res.Disagreements[0]))

@@ -95,7 +95,7 @@ func (ck *Checker) Run(c *Case) (Result, error) {
 	if ck.Kernel {
 		out, err := emit.Build(cl, emit.Options{})
 		if err != nil {
-			dis("emit fails", nil, "%v", err)
+			dis("emit refuses valid input: "+generic(err.Error()), nil, "%v", err)
 			return res, nil
 		}
 		tr, err = loader.NewTracer(cl, out)
