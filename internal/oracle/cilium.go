@@ -164,14 +164,18 @@ func ciliumKey(k string) (string, error) {
 }
 
 // ciliumSelector converts an endpoint selector over identity labels;
-// ownNamespace leaves out a matchLabels entry on
-// k8s:io.kubernetes.pod.namespace, which ParseToCiliumRule overwrites
-// with the policy's namespace (any other spelling of a namespace match,
-// and every matchExpressions entry, stays and is ANDed).
+// ownNamespace leaves out a matchLabels entry on the namespace key, in
+// any spelling (k8s:, any: or none): Cilium documents that a namespaced
+// policy's endpointSelector "always applies in namespace of the policy
+// resource, removing illegal namespace match" (ParseToCiliumRule's
+// warning). Its code overwrites only the k8s: spelling, which would let
+// another spelling select nothing, a policy silently without effect;
+// Sluice follows the documented behaviour. matchExpressions entries stay
+// and are ANDed.
 func ciliumSelector(es *schema.EndpointSelector, ownNamespace bool) (labels.Selector, error) {
 	ls := &metav1.LabelSelector{}
 	for k, v := range es.MatchLabels {
-		if ownNamespace && k == "k8s:"+labelPodNamespace {
+		if key, _ := ciliumKey(k); ownNamespace && key == labelPodNamespace {
 			continue
 		}
 		key, err := ciliumKey(k)

@@ -254,9 +254,9 @@ spec:
 	})
 }
 
-// Cilium's ParseToCiliumRule overwrites only a k8s:-spelt namespace in
-// matchLabels of a namespaced policy's endpointSelector; any other match
-// on the namespace stays, and its getEndpointSelector leaves a peer
+// A namespace match in matchLabels of a namespaced policy's
+// endpointSelector is replaced by the policy's namespace, however it is
+// spelt (as Cilium documents); getEndpointSelector leaves a peer
 // selector on namespace labels unscoped, so that it may match peers that
 // are not pods.
 func TestCiliumNamespaceSpellings(t *testing.T) {
@@ -278,7 +278,7 @@ spec:
   - fromEndpoints: [{matchExpressions: [{key: io.cilium.k8s.namespace.labels.team, operator: DoesNotExist}]}]
 `)
 	check(t, o, []want{
-		{"10.0.2.1", "10.0.1.1", "TCP", 80, true},     // web: "plain" selects nothing
+		{"10.0.2.1", "10.0.1.1", "TCP", 80, false},    // web: "plain" applies in prod
 		{"10.0.2.9", "10.0.2.1", "TCP", 80, true},     // dev has no team label
 		{"198.51.100.1", "10.0.2.1", "TCP", 80, true}, // nor has the world
 		{"10.0.1.1", "10.0.2.1", "TCP", 80, false},    // prod is team a
