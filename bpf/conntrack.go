@@ -94,11 +94,14 @@ func tupleKey(at, src, dst, sport, dport, proto int16, dir int64) asm.Instructio
 
 // ctRelated passes an ICMP error about a tracked connection: the packet
 // it quotes went the other way, so its entry is the quoted tuple in the
-// other direction.
+// other direction. The same test of stRelated sends a first fragment to
+// be recorded (fragments.go), so plain packets pay nothing for either.
 func ctRelated(dir Direction) asm.Instructions {
 	in := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, stRelated, asm.Byte),
 		asm.JEq.Imm(asm.R2, 0, "ct_related_done"),
+		// Not an ICMP error: a first fragment, whose ports are recorded.
+		asm.JEq.Imm(asm.R2, relatedFirstFragment, lblFragRecord),
 	}
 	in = append(in, ctKeyFrom(stRelSrc, stRelDst, stRelSport, stRelDport, stRelProto, int64(1-dir))...)
 	in = append(in, mapLookup(MapConntrack, stCTKey)...)

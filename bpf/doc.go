@@ -6,9 +6,9 @@
 //
 // Policy programs run on each pod's host-side veth, attached with TCX:
 // from-container (the pod's egress policy: local address = source) and
-// to-container (its ingress policy: local address = destination). Non-IPv4
-// traffic (ARP) passes. A packet of a tracked connection — the rest of an
-// allowed one, or a reply — passes on a conntrack hit (see conntrack.go).
+// to-container (its ingress policy: local address = destination). A
+// packet of a tracked connection — the rest of an allowed one, or a
+// reply — passes on a conntrack hit (see conntrack.go).
 // Otherwise the program makes the lookups that emit.Sim specifies, in the
 // same order, against the maps of an artifact (layouts in package emit):
 // endpoints, ipcache, classes, then policy in two layers (the endpoint's
@@ -19,6 +19,29 @@
 // and by the rule or default deny behind it (rule_drops, the
 // generation's).
 //
+// What is not plain IPv4 leaves the hot path at the ethertype test and
+// is handled after the rest of the program (ipv6.go, fragments.go):
+//   - IPv6 is not enforced: without IPv6 conntrack a reply cannot be told
+//     from a new connection, and rules are not matched against IPv6 peers.
+//     So a pod that a policy isolates in either direction, or applies a
+//     deny rule to, gets every IPv6 frame dropped, on both of its programs
+//     (drop reason DropIPv6), and any other pod passes IPv6, as
+//     ir.DropsIPv6 says. The pod is known by the veth the frame crosses,
+//     never by its addresses: endpoint_links (node state, written by the
+//     loader before it attaches a pod) maps skb->ifindex to the pod's
+//     IPv4 address, the endpoints key. A veth with no link is dropped; a
+//     link to an address the generation does not list passes, as that
+//     pod's IPv4 does.
+//   - ARP and every other ethertype pass.
+//   - IPv4 fragments are tracked as Cilium tracks them: the first
+//     fragment's ports go into ipv4_frags (node state) under (source,
+//     destination, IP id, protocol); later fragments take them from
+//     there and follow the path of any packet (conntrack, policy); one
+//     whose first fragment was not seen is dropped (DropFragNotFound).
+//
+// The generic programs and the inline ones (inline.go) share all of this
+// code, so they agree on it.
+//
 // Service load balancing (sock.go, nodeport.go): cgroup sock_addr
 // programs translate a service frontend to a backend once per socket
 // (connect4, sendmsg4) and back (recvmsg4, getpeername4), with per-socket
@@ -26,8 +49,10 @@
 // sock_affinity); on the node's external device, TC programs DNAT (and,
 // for backends on other nodes, SNAT) packets of external frontends, with a
 // Maglev pick and a NAT table as node state (lb_nat), and answer frontends
-// without backends with a reset or an ICMP port unreachable. Their stack
-// layouts are listed where they are built.
+// without backends with a reset or an ICMP port unreachable. They pass
+// IPv6 and IPv4 fragments untranslated: no endpoint's policy is theirs
+// to enforce, and the pods' own programs see those packets next. Their
+// stack layouts are listed where they are built.
 //
 // # Register conventions
 //
@@ -42,7 +67,8 @@
 //	-8  .. -1    ipcache key: prefixlen u32, address [4]
 //	-16 .. -9    classes key: identity u32, region u16, peer node u16
 //	-32 .. -17   policy key: prefixlen u32, policy u32, class u32, dir u8, proto u8, port [2]BE
-//	-40 .. -37   the local (pod) address, endpoints key
+//	-40 .. -37   the local (pod) address, endpoints key; for IPv6 first
+//	             the endpoint_links key (skb->ifindex)
 //	-44 .. -41   the peer address
 //	-46 .. -45   destination port (network order) or ICMP type in the high byte
 //	-47          IP protocol
@@ -58,9 +84,12 @@
 //	-104 .. -101 set when a policy layer allowed the packet
 //	-108 .. -105 drops map key (the drop reason)
 //	-122 .. -109 the tuple an ICMP error quotes: source, destination,
-//	             ports, protocol, and whether there is one
+//	             ports, protocol, and at -122 whether there is one (1), or
+//	             (2) that the packet is a first fragment, to record
 //	-128 .. -125 rule_drops key: the deny rule, or DefaultDenyKey
 //	-136 .. -129 rule_drops value for a first drop (1)
+//	-148 .. -137 ipv4_frags key: saddr, daddr, IP id, proto, pad
+//	-156 .. -149 ipv4_frags value: sport, conntrack dport, policy port, pad
 //
 // Every map key is written in full before a lookup, as the verifier
 // requires. Packet pointers are bounds-checked against R8 before each

@@ -31,7 +31,7 @@ func PolicyProgramFor(dir Direction, inline []emit.InlineEntry, f Features) asm.
 	insns = append(insns, verdicts(dir)...)
 	insns = append(insns, ctCreate(dir)...)
 	insns = append(insns, drops()...)
-	return insns
+	return append(insns, offPath()...)
 }
 
 // InlineLayer is the code that replaces a policy map lookup: it tests the

@@ -20,7 +20,28 @@ func Packet(src, dst netip.Addr, proto uint8, sport, port uint16, tcpFlags byte)
 	s, d := src.As4(), dst.As4()
 	copy(ip[12:], s[:])
 	copy(ip[16:], d[:])
-	l4 := ip[20:]
+	putL4(ip[20:], proto, sport, port, tcpFlags)
+	return b
+}
+
+// Packet6 crafts an Ethernet + IPv6 packet, with the same L4 headers as
+// Packet (ICMPv6, protocol 58, like ICMP).
+func Packet6(src, dst netip.Addr, proto uint8, sport, port uint16, tcpFlags byte) []byte {
+	b := make([]byte, 14+40+20)
+	binary.BigEndian.PutUint16(b[12:], 0x86dd)
+	ip := b[14:]
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(b)-14-40))
+	ip[6] = proto
+	ip[7] = 64
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	putL4(ip[40:], proto, sport, port, tcpFlags)
+	return b
+}
+
+func putL4(l4 []byte, proto uint8, sport, port uint16, tcpFlags byte) {
 	switch proto {
 	case 6, 17, 132:
 		binary.BigEndian.PutUint16(l4[0:], sport)
@@ -29,9 +50,8 @@ func Packet(src, dst netip.Addr, proto uint8, sport, port uint16, tcpFlags byte)
 			l4[12] = 5 << 4
 			l4[13] = tcpFlags
 		}
-	case 1:
+	case 1, 58:
 		l4[0] = byte(port)
 		binary.BigEndian.PutUint16(l4[4:], sport)
 	}
-	return b
 }

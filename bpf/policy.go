@@ -20,6 +20,15 @@ const (
 	MapClasses      = "classes"
 	MapPolicy       = "policy"
 	MapEndpoints    = "endpoints"
+	// MapEndpointLinks maps a pod's host-side veth (ifindex u32) to the
+	// pod's IPv4 address ([4]BE), the endpoints key: an IPv6 frame's
+	// addresses say nothing trustworthy about whose it is, the interface
+	// it crosses does. Node state, written by the loader before it
+	// attaches a pod's programs.
+	MapEndpointLinks = "endpoint_links"
+	// MapFrags remembers the ports of fragmented IPv4 datagrams (see
+	// fragments.go). Node state.
+	MapFrags = "ipv4_frags"
 )
 
 // Direction of a policy program.
@@ -69,8 +78,11 @@ const (
 	stRelated     = -122
 	stRuleKey     = -128
 	stRuleOne     = -136
+	stFragKey     = -148
+	stFragValue   = -156
 	skbData       = 76
 	skbDataEnd    = 80
+	skbIfindex    = 40
 	ethHdrLen     = 14
 	ipv4MinHdrLen = 20
 )
@@ -87,6 +99,10 @@ const (
 	lblClass         = "have_class"
 	lblDefault       = "default"
 	lblCreate        = "ct_create"
+	lblL4            = "l4"
+	lblNotIPv4       = "not_ipv4"
+	lblFragment      = "ip_fragment"
+	lblFragRecord    = "frag_record"
 )
 
 // Features are choices the compiler makes per artifact.
@@ -113,11 +129,19 @@ func PolicyProgram(dir Direction, f Features) asm.Instructions {
 	insns = append(insns, verdicts(dir)...)
 	insns = append(insns, ctCreate(dir)...)
 	insns = append(insns, drops()...)
-	return insns
+	return append(insns, offPath()...)
+}
+
+// offPath is the code no plain IPv4 packet runs, placed after the rest so
+// that the hot path stays straight: IPv6 and the other ethertypes, and
+// IPv4 fragments.
+func offPath() asm.Instructions {
+	return append(nonIPv4(), fragments()...)
 }
 
 // parseIPv4 loads Ethernet, IPv4 and the L4 port (or ICMP type) into the
-// stack slots; anything that is not IPv4 passes.
+// stack slots; anything that is not IPv4 goes to nonIPv4, a fragment to
+// fragments.
 func parseIPv4(dir Direction) asm.Instructions {
 	localOff, peerOff := int16(26), int16(30) // saddr, daddr: egress of the pod
 	if dir == ToContainer {
@@ -132,7 +156,7 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.Add.Imm(asm.R2, ethHdrLen),
 		asm.JGT.Reg(asm.R2, asm.R8, lblPass),
 		asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),
-		asm.JNE.Imm(asm.R2, 0x0008, lblPass), // ETH_P_IP, read in network order
+		asm.JNE.Imm(asm.R2, 0x0008, lblNotIPv4), // ETH_P_IP, read in network order
 		// IPv4 fixed header.
 		asm.Mov.Reg(asm.R2, asm.R7),
 		asm.Add.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen),
@@ -148,13 +172,13 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.StoreImm(asm.RFP, stCTDport, 0, asm.Half),
 		asm.StoreImm(asm.RFP, stTCPFlags, 0, asm.Byte),
 		asm.StoreImm(asm.RFP, stRelated, 0, asm.Byte),
-		// Later fragments carry no L4 header.
+		// A fragment: more fragments set, or an offset (frag_off &
+		// 0x3fff, loaded in network order).
 		asm.LoadMem(asm.R4, asm.R7, ethHdrLen+6, asm.Half),
-		asm.HostTo(asm.BE, asm.R4, asm.Half),
-		asm.And.Imm(asm.R4, 0x1fff),
-		asm.JNE.Imm(asm.R4, 0, lblNoPorts),
+		asm.And.Imm(asm.R4, fragMaskLE),
+		asm.JNE.Imm(asm.R4, 0, lblFragment),
 		// L4 header at data + 14 + ihl*4.
-		asm.LoadMem(asm.R2, asm.R7, ethHdrLen, asm.Byte),
+		asm.LoadMem(asm.R2, asm.R7, ethHdrLen, asm.Byte).WithSymbol(lblL4),
 		asm.And.Imm(asm.R2, 0x0f),
 		asm.LSh.Imm(asm.R2, 2),
 		asm.JLT.Imm(asm.R2, ipv4MinHdrLen, lblDropMalformed),
@@ -364,8 +388,24 @@ const (
 	DropMalformed = 0 // an IPv4 header that does not parse
 	DropDenied    = 1 // a deny rule matched
 	DropDefault   = 2 // isolated, and no rule allowed it
-	DropReasons   = 3
+	// DropIPv6: an IPv6 frame of an endpoint that a policy isolates in
+	// either direction, or on an interface no endpoint is linked to
+	// (IPv6 is not enforced; see nonIPv4).
+	DropIPv6 = 3
+	// DropFragNotFound: a later IPv4 fragment whose first fragment was
+	// not seen, so its ports are unknown (see fragments.go).
+	DropFragNotFound = 4
+	DropReasons      = 5
 )
+
+// DropReasonNames names the drop reasons, for metrics and tools.
+var DropReasonNames = [DropReasons]string{
+	DropMalformed:    "malformed",
+	DropDenied:       "denied",
+	DropDefault:      "default_deny",
+	DropIPv6:         "ipv6_not_enforced",
+	DropFragNotFound: "frag_not_found",
+}
 
 // MapDrops counts drops by reason: a per-CPU array of u64. Node state,
 // like conntrack.

@@ -580,7 +580,7 @@ func (c *compilation) endpoints(cl *ir.Cluster) {
 		cl.Endpoints = append(cl.Endpoints, ir.Endpoint{Namespace: p.namespace, Name: p.name, Node: p.node, IPs: p.ips, Identity: p.identity, NamedPorts: p.named, Owner: p.owner, Source: src(p.obj)})
 	}
 	if firstV6 != nil {
-		c.warnf(firstV6.obj, "status.podIPs", "%d pod IPv6 address(es) (the first here): IPv6 is not enforced yet; IPv6 to and from a pod that a policy isolates is dropped, and IPv6 addresses are not in the ipcache (policy sees their traffic only as dropped)", v6)
+		c.warnf(firstV6.obj, "status.podIPs", "%d pod IPv6 address(es) (the first here): IPv6 is not enforced yet; IPv6 to and from a pod that a policy isolates or applies a deny rule to is dropped, so is all IPv6 of a pod without an IPv4 address, and IPv6 addresses are not in the ipcache", v6)
 	}
 	for _, p := range c.templates {
 		cl.Workloads = append(cl.Workloads, ir.Workload{Namespace: p.namespace, Kind: p.kind, Name: p.name, Identity: p.identity, NamedPorts: p.named, Source: src(p.obj)})

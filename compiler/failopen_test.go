@@ -178,3 +178,19 @@ status: {podIPs: [{ip: 10.2.0.100}, {ip: "fd00::200"}]}
 	}
 	checkCluster(t, cl, nil)
 }
+
+// A pod with only IPv6 addresses has no interface link in the datapath:
+// all its IPv6 is dropped, policy or not.
+func TestIPv6OnlyPodIsDropped(t *testing.T) {
+	cl := compileWith(t, Options{}, compilertest.Fixture(), `apiVersion: v1
+kind: Pod
+metadata: {name: v6only, namespace: y, labels: {app: v6}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {podIPs: [{ip: "fd00::300"}]}
+`)
+	ev := ir.NewEvaluator(cl)
+	d := ev.Evaluate(ir.Query{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("fd00::300"), Proto: ir.ProtoTCP, Port: 80})
+	if d.Verdict != ir.Deny || d.Ingress.Reason != ir.ReasonIPv6Only {
+		t.Errorf("world -> y/v6only: %s (%s), want deny (%s)", d.Verdict, d.Ingress.Reason, ir.ReasonIPv6Only)
+	}
+}

@@ -422,14 +422,7 @@ func (p *plan) nodeArtifact(node string, lbs *lb, sharedFiles func() []*File, op
 	}
 	var ees []ee
 	for e, ids := range np.epLayers {
-		flags := uint32(0)
-		enf := np.epEnforced[e]
-		if enf[0] {
-			flags |= EndpointIngressEnforced
-		}
-		if enf[1] {
-			flags |= EndpointEgressEnforced
-		}
+		flags := np.flags(e)
 		for _, ip := range e.IPs {
 			if ip.Is4() {
 				ees = append(ees, ee{ip.As4(), EndpointValue{Identity: e.Identity, Policy: ids[0], Shared: ids[1], Flags: flags}})

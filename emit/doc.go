@@ -72,11 +72,16 @@
 // endpoints — HASH, per node, default 65535 entries.
 //
 //	key   (4):  ip [4]BE
-//	value (24): identity u32 | policy u32 | flags u32 | ifindex u32 | mac [6] | pad [2]
+//	value (32): identity u32 | policy u32 | shared u32 | flags u32 | reserved [16]
 //
-// flags: EndpointIngressEnforced, EndpointEgressEnforced. ifindex and mac
-// are zero in the artifact: the agent fills them when the CNI plugin
-// reports the pod's veth.
+// policy is the endpoint's own policy layer, shared the shared layer's (0:
+// none); flags: EndpointIngressEnforced, EndpointEgressEnforced,
+// EndpointDenyRules (a deny rule applies to it); the reserved bytes are
+// zero. Every IPv4 address of a pod is a key; its IPv6
+// addresses are none (IPv6 is not enforced). The pod's veth is tied to
+// this key at run time, in the node's endpoint_links (package bpf), so
+// that its IPv6 frames meet its flags: any of EndpointIPv6Dropped drops
+// them.
 //
 // services — HASH, shared, default 262144 entries (Cilium's lb4_services_v2).
 //

@@ -495,7 +495,7 @@ func enforcement(on bool) string {
 
 func (np *nodePlan) dumpEndpoints() []byte {
 	return table(func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "ADDRESS\tIDENTITY\tPOLICY\tSHARED\tINGRESS\tEGRESS\tPOD")
+		fmt.Fprintln(w, "ADDRESS\tIDENTITY\tPOLICY\tSHARED\tINGRESS\tEGRESS\tIPV6\tPOD")
 		type row struct {
 			ip   netip.Addr
 			line string
@@ -509,7 +509,11 @@ func (np *nodePlan) dumpEndpoints() []byte {
 			}
 			for _, ip := range e.IPs {
 				if ip.Is4() {
-					rows = append(rows, row{ip, fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", ip, e.Identity, ids[0], shared, onOff(enf[0]), onOff(enf[1]), e.Key())})
+					ipv6 := "-"
+					if np.flags(e)&EndpointIPv6Dropped != 0 {
+						ipv6 = "dropped"
+					}
+					rows = append(rows, row{ip, fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s", ip, e.Identity, ids[0], shared, onOff(enf[0]), onOff(enf[1]), ipv6, e.Key())})
 				}
 			}
 		}

@@ -28,6 +28,13 @@ const (
 
 	EndpointIngressEnforced uint32 = 1 << 0
 	EndpointEgressEnforced  uint32 = 1 << 1
+	// EndpointDenyRules: a deny rule of a policy that selects the
+	// endpoint applies to it. Its IPv6 is dropped like an isolated
+	// endpoint's: the datapath cannot match IPv6 peers against rules.
+	EndpointDenyRules uint32 = 1 << 2
+	// EndpointIPv6Dropped are the flags under which the datapath drops
+	// an endpoint's IPv6 (see bpf.DropIPv6).
+	EndpointIPv6Dropped = EndpointIngressEnforced | EndpointEgressEnforced | EndpointDenyRules
 
 	// Service flags (master entry).
 	SvcFlagExternalIP    uint8 = 1 << 0

@@ -47,9 +47,11 @@ type nodePlan struct {
 	classless int             // class keys of class 0
 	classKeys int             // class keys of every other class
 	// epLayers is each local endpoint's own and shared policy number
-	// (0: none); epEnforced its enforcement by direction.
+	// (0: none); epEnforced its enforcement by direction; epDenies
+	// whether a deny rule applies to it.
 	epLayers   map[*ir.Endpoint][2]uint32
 	epEnforced map[*ir.Endpoint][2]bool
+	epDenies   map[*ir.Endpoint]bool
 	// runtime are the workloads whose new pods the agent may add, each
 	// with the endpoint that stands for them in epLayers and epEnforced
 	// (no address: nothing in the endpoints map).
@@ -79,9 +81,24 @@ func namedKey(nps []ir.NamedPort) string {
 // go in the shared layer.
 const broadShare = 0.5
 
+// flags are an endpoint's endpoints map flags.
+func (np *nodePlan) flags(e *ir.Endpoint) uint32 {
+	var f uint32
+	if enf := np.epEnforced[e]; enf[0] {
+		f |= EndpointIngressEnforced
+	}
+	if enf := np.epEnforced[e]; enf[1] {
+		f |= EndpointEgressEnforced
+	}
+	if np.epDenies[e] {
+		f |= EndpointDenyRules
+	}
+	return f
+}
+
 func (p *plan) lowerNode(node string) *nodePlan {
 	np := &nodePlan{p: p, node: node, idx: p.nodeIdx[node], altClass: map[int32][]uint32{}, relevant: map[uint32]bool{},
-		epLayers: map[*ir.Endpoint][2]uint32{}, epEnforced: map[*ir.Endpoint][2]bool{}}
+		epLayers: map[*ir.Endpoint][2]uint32{}, epEnforced: map[*ir.Endpoint][2]bool{}, epDenies: map[*ir.Endpoint]bool{}}
 	var local []*ir.Endpoint
 	selects := map[*ir.Policy]int{}
 	for i := range p.c.Endpoints {
@@ -146,11 +163,12 @@ func (p *plan) lowerNode(node string) *nodePlan {
 		runtime := i >= len(local)
 		pols := p.ev.Selecting(e.Identity)
 		var enforced [2]bool
-		requires := false
+		requires, denies := false, false
 		for _, pol := range pols {
 			enforced[0] = enforced[0] || pol.IsolateIngress
 			enforced[1] = enforced[1] || pol.IsolateEgress
 			requires = requires || p.hasRequires[pol]
+			denies = denies || ir.HasDenyRule(pol)
 		}
 		var mine, common []*ir.Policy
 		for _, pol := range pols {
@@ -172,6 +190,7 @@ func (p *plan) lowerNode(node string) *nodePlan {
 		}
 		epGroups[e] = gs
 		np.epEnforced[e] = enforced
+		np.epDenies[e] = denies
 	}
 	np.groups = append(own, shared...)
 	for i, g := range np.groups {

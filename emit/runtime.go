@@ -36,7 +36,7 @@ type RuntimeWorkload struct {
 	Identity  uint32 `json:"identity"`
 	Policy    uint32 `json:"policy"`
 	Shared    uint32 `json:"shared,omitempty"`
-	Flags     uint32 `json:"flags"` // EndpointIngressEnforced, EndpointEgressEnforced
+	Flags     uint32 `json:"flags"` // EndpointIngressEnforced, EndpointEgressEnforced, EndpointDenyRules
 }
 
 // Endpoint is the workload's endpoints map value.
@@ -52,14 +52,8 @@ var InitEndpoint = EndpointValue{Identity: ir.IdentityInit}
 func (np *nodePlan) runtimeTable() RuntimeTable {
 	t := RuntimeTable{NodeIndex: np.idx, NodeIP: np.p.tunnel[np.node]}
 	add := func(kind string, e *ir.Endpoint, name string) {
-		ids, enf := np.epLayers[e], np.epEnforced[e]
-		w := RuntimeWorkload{Namespace: e.Namespace, Kind: kind, Name: name, Identity: e.Identity, Policy: ids[0], Shared: ids[1]}
-		if enf[0] {
-			w.Flags |= EndpointIngressEnforced
-		}
-		if enf[1] {
-			w.Flags |= EndpointEgressEnforced
-		}
+		ids := np.epLayers[e]
+		w := RuntimeWorkload{Namespace: e.Namespace, Kind: kind, Name: name, Identity: e.Identity, Policy: ids[0], Shared: ids[1], Flags: np.flags(e)}
 		t.Workloads = append(t.Workloads, w)
 	}
 	// Listed pods by name: those that come back under the same name (bare

@@ -156,7 +156,7 @@ func (p *plan) buildLB() (*lb, error) {
 	for i, fe := range fes {
 		rev := uint16(i + 1)
 		out.revnat = append(out.revnat, revnatEntry{idx: rev, val: RevNatValue{Addr: fe.addr, Port: fe.dport}})
-		active := activeBackends(fe.svc, fe.port, "")
+		active := fe.svc.ActiveBackends(fe.port, "")
 		flags := fe.flags
 		if fe.svc.AffinityTimeout > 0 {
 			flags |= SvcFlagAffinity
@@ -193,7 +193,7 @@ func (p *plan) buildLB() (*lb, error) {
 		if localScope {
 			reject := p.reject
 			for _, node := range p.nodes {
-				loc := activeBackends(fe.svc, fe.port, node)
+				loc := fe.svc.ActiveBackends(fe.port, node)
 				p := &out.local
 				(*p)[node] = append((*p)[node], master(fe, ScopeLocal, rev, flags, reject, loc, what+" (local)"))
 				for slot, b := range loc {
@@ -235,27 +235,4 @@ func master(fe frontend, scope uint8, rev uint16, flags uint8, reject bool, acti
 		v.Flags2 |= SvcFlag2NoBackends
 	}
 	return svcEntry{key: ServiceKey{Addr: fe.addr, Port: fe.dport, Proto: uint8(fe.port.Proto), Scope: scope}, val: v, what: what}
-}
-
-// activeBackends returns the backends a frontend balances over: the ready
-// ones, or when none is ready the serving terminating ones (KEP-1669);
-// restricted to one node when node is set.
-func activeBackends(s *ir.Service, sp ir.ServicePort, node string) []*ir.Backend {
-	var ready, terminating []*ir.Backend
-	for i := range s.Backends {
-		b := &s.Backends[i]
-		if b.PortName != sp.Name || b.Proto != sp.Proto || !b.IP.Is4() || (node != "" && b.Node != node) {
-			continue
-		}
-		switch {
-		case b.Ready:
-			ready = append(ready, b)
-		case b.Serving && b.Terminating:
-			terminating = append(terminating, b)
-		}
-	}
-	if len(ready) > 0 {
-		return ready
-	}
-	return terminating
 }

@@ -19,6 +19,8 @@ import (
 //  5. deny if a layer denies, else allow if a layer allows, else the
 //     endpoint's default for dir: deny when enforced, else allow.
 //
+// IPv6 takes none of these but the first (IPv6Verdict).
+//
 // It is the executable specification of the layouts: tests compare it with
 // the ir evaluator, and the eBPF programs must agree with both.
 type Sim struct {
@@ -100,6 +102,23 @@ func longest(es []lpm, key []byte) *lpm {
 		}
 	}
 	return best
+}
+
+// IPv6Verdict is what an IPv6 frame on the veth of the local endpoint
+// (its IPv4 address, which endpoint_links gives the veth) gets, whatever
+// its addresses, ports or direction: IPv6 is not enforced, so it is
+// denied when a policy isolates the endpoint in either direction or a
+// deny rule applies to it, else allowed.
+func (s *Sim) IPv6Verdict(local netip.Addr) (SimVerdict, error) {
+	ep, ok := s.endpoints[local]
+	if !ok {
+		return SimVerdict{}, fmt.Errorf("%s is not a local endpoint", local)
+	}
+	v := SimVerdict{Action: ActionAllow, Default: true, Identity: le.Uint32(ep[0:])}
+	if le.Uint32(ep[12:])&EndpointIPv6Dropped != 0 {
+		v.Action = ActionDeny
+	}
+	return v, nil
 }
 
 // SimVerdict is what the lookups found.

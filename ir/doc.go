@@ -21,6 +21,18 @@
 //     is always allowed (kubelet probes); replies of an allowed connection
 //     are allowed (the datapath is stateful).
 //
+// A connection to a service frontend is decided at the backend it is
+// translated to, so EvaluateService (service.go) follows the datapath's
+// translation: a local socket (a pod's, the host's) is translated on its
+// own node before any packet, a packet from outside on the external device
+// of the node that receives it (DNAT, and SNAT to that node for a backend
+// elsewhere). It evaluates the connection to each backend the datapath may
+// pick (Service.ActiveBackends, which emit lists in the service tables):
+// the verdict is allow or deny when all agree, mixed when they do not, and
+// reject or drop without a backend. A service address on a port that is
+// none of its frontends is not translated: Evaluate answers it as a plain
+// address.
+//
 // Invariants: slices are sorted as documented on each type; nothing depends
 // on map iteration order; Cluster values are not mutated by evaluation.
 package ir

@@ -15,10 +15,12 @@ const (
 	ReasonDenied      = "denied by rule"
 	ReasonNoMatch     = "isolated and no rule allows it"
 	// ReasonIPv6: the datapath does not enforce IPv6 yet, so it drops IPv6
-	// to and from a pod that any policy isolates, in either direction
-	// (without IPv6 connection tracking a reply cannot be told from a new
-	// connection).
-	ReasonIPv6 = "IPv6 is not enforced yet: IPv6 to and from a pod that a policy isolates is dropped"
+	// to and from a pod that any policy isolates, in either direction, or
+	// applies a deny rule to (see DropsIPv6).
+	ReasonIPv6 = "IPv6 is not enforced yet: IPv6 to and from a pod that a policy isolates or applies a deny rule to is dropped"
+	// ReasonIPv6Only: the datapath knows a pod's interface by its IPv4
+	// address, so it drops all IPv6 of a pod that has none.
+	ReasonIPv6Only = "IPv6 is not enforced yet: a pod without an IPv4 address has all its IPv6 dropped"
 )
 
 // Query is the first packet of a connection.
@@ -280,17 +282,23 @@ func (ev *Evaluator) side(dir Direction, subject *Endpoint, peer PeerInfo, q Que
 	}
 	policies := ev.selecting[subject.Identity]
 	requires, denyRequires := Requires(policies, dir)
-	isolatedAny := false
+	dropsIPv6 := false
 	for _, p := range policies {
 		if (dir == Ingress && p.IsolateIngress) || (dir == Egress && p.IsolateEgress) {
 			s.Isolating = append(s.Isolating, p.Ref())
 		}
-		isolatedAny = isolatedAny || p.IsolateIngress || p.IsolateEgress
+		dropsIPv6 = dropsIPv6 || DropsIPv6(p)
 	}
-	if isolatedAny && (q.Src.Is6() || q.Dst.Is6()) {
+	if (q.Src.Is6() || q.Dst.Is6()) && !hasIPv4(subject) {
+		// The datapath finds a pod's IPv6 frames through its interface,
+		// linked to its IPv4 address: a pod without one is linked to none.
+		s.Verdict, s.Reason = Deny, ReasonIPv6Only
+		return s
+	}
+	if dropsIPv6 && (q.Src.Is6() || q.Dst.Is6()) {
 		if len(s.Isolating) == 0 {
 			for _, p := range policies {
-				if p.IsolateIngress || p.IsolateEgress {
+				if DropsIPv6(p) {
 					s.Isolating = append(s.Isolating, p.Ref())
 				}
 			}
@@ -329,6 +337,34 @@ func (ev *Evaluator) side(dir Direction, subject *Endpoint, peer PeerInfo, q Que
 		s.Verdict, s.Reason = Deny, ReasonNoMatch
 	}
 	return s
+}
+
+func hasIPv4(e *Endpoint) bool {
+	for _, ip := range e.IPs {
+		if ip.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// DropsIPv6 says whether the datapath drops the IPv6 of the pods a policy
+// selects: it isolates them in a direction, or has a deny rule. IPv6 is
+// not enforced — rules are not matched against IPv6 peers, and without
+// IPv6 connection tracking a reply cannot be told from a new connection
+// — so either drops IPv6 both ways.
+func DropsIPv6(p *Policy) bool {
+	return p.IsolateIngress || p.IsolateEgress || HasDenyRule(p)
+}
+
+// HasDenyRule says whether a rule of the policy denies.
+func HasDenyRule(p *Policy) bool {
+	for i := range p.Rules {
+		if p.Rules[i].Action == Deny {
+			return true
+		}
+	}
+	return false
 }
 
 // Requires collects the fromRequires/toRequires selectors that policies

@@ -211,12 +211,17 @@ func (a *Agent) syncEndpoints() error {
 		return fmt.Errorf("endpoint records: %w", err)
 	}
 	want := map[string]int{}
+	linkTo := map[string]netip.Addr{} // the pod's IPv4 address, its endpoints key
 	pods := map[netip.Addr]PodRef{}
 	for _, r := range recs {
-		want[endpointName(r)] = r.HostIfindex
+		name := endpointName(r)
+		want[name] = r.HostIfindex
 		for _, ip := range r.IPs {
 			if addr, err := netip.ParseAddr(ip); err == nil {
 				pods[addr] = PodRef{Namespace: r.Namespace, Name: r.Pod}
+				if _, ok := linkTo[name]; !ok && addr.Is4() {
+					linkTo[name] = addr
+				}
 			}
 		}
 	}
@@ -249,10 +254,10 @@ func (a *Agent) syncEndpoints() error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if at, ok := a.sw.endpoints[name]; ok && at.ifindex == want[name] {
+		if at, ok := a.sw.endpoints[name]; ok && at.ifindex == want[name] && at.addr == linkTo[name] {
 			continue
 		}
-		if err := a.sw.Attach(name, want[name]); err != nil {
+		if err := a.sw.Attach(name, want[name], linkTo[name]); err != nil {
 			errs = append(errs, err)
 			a.cfg.Log.Error("endpoint not attached", "endpoint", name, "err", err)
 			continue
@@ -349,8 +354,6 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var dropReasonNames = [bpf.DropReasons]string{bpf.DropMalformed: "malformed", bpf.DropDenied: "denied", bpf.DropDefault: "default_deny"}
-
 func (a *Agent) metrics() string {
 	var b strings.Builder
 	metric := func(name, help, typ string) {
@@ -394,7 +397,7 @@ func (a *Agent) metrics() string {
 	if drops, err := a.sw.Drops(); err == nil {
 		metric("sluice_drops_total", "Packets dropped by the datapath, by reason.", "counter")
 		for r, n := range drops {
-			fmt.Fprintf(&b, "sluice_drops_total{reason=%q} %d\n", dropReasonNames[r], n)
+			fmt.Fprintf(&b, "sluice_drops_total{reason=%q} %d\n", bpf.DropReasonNames[r], n)
 		}
 	}
 	if byRule, err := a.sw.RuleDrops(); err == nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/loader/cni"
 )
 
@@ -154,6 +156,25 @@ func TestAgent(t *testing.T) {
 		t.Errorf("sluice-agent status: %v\n%s", err, status)
 	}
 	expect("first generation", map[int]string{8080: "allowed", 9090: "dropped", 7070: "dropped"})
+	// Each pod's veth is linked to its address, for its IPv6.
+	links := func() map[uint32]netip.Addr {
+		t.Helper()
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pins, bpf.MapEndpointLinks), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		out := map[uint32]netip.Addr{}
+		var k uint32
+		var v [4]byte
+		for it := m.Iterate(); it.Next(&k, &v); {
+			out[k] = netip.AddrFrom4(v)
+		}
+		return out
+	}
+	if got := links(); len(got) != 2 || got[uint32(pn.ifindex("a"))] != pn.addr("a") || got[uint32(pn.ifindex("b"))] != pn.addr("b") {
+		t.Errorf("endpoint_links %v, want a's and b's veths linked to their addresses", got)
+	}
 	waitFor("the drops counted by the policy that isolates b", has(`sluice_policy_drops_total{verdict="default_deny",direction="ingress",policy="NetworkPolicy default/b-from-a",rule="",source=""} `))
 
 	// A pod created after the compile is attached and reported as not
@@ -168,12 +189,18 @@ func TestAgent(t *testing.T) {
 		return has("sluice_endpoints 3\n")(m) && has("sluice_endpoints_unenforced 1\n")(m)
 	})
 	t.Logf("a new pod attached %v after its record appeared", time.Since(start).Round(time.Millisecond))
+	if got := links()[uint32(pn.ifindex("c"))]; got != pn.addr("c") {
+		t.Errorf("c's veth is linked to %s, want %s", got, pn.addr("c"))
+	}
 	if err := cni.RemoveRecord(state, "ctr-c", "eth0"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("c to be detached", func(m string) bool {
 		return has("sluice_endpoints 2\n")(m) && has("sluice_endpoints_unenforced 0\n")(m)
 	})
+	if got, ok := links()[uint32(pn.ifindex("c"))]; ok {
+		t.Errorf("c's veth is still linked to %s after its detach", got)
+	}
 
 	// A new compile output is swapped in.
 	writeOutput(t, artifacts, swapAllowMore)

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 
@@ -14,9 +15,14 @@ import (
 
 // AttachEndpoint attaches an endpoint's policy programs ("ns/name") to its
 // host-side veth with TCX: from-container on the veth's ingress (packets
-// leaving the pod), to-container on its egress (packets entering it). The
-// caller closes the links to detach.
-func (d *Datapath) AttachEndpoint(endpoint string, ifindex int) ([]link.Link, error) {
+// leaving the pod), to-container on its egress (packets entering it),
+// after linking the veth to addr, the pod's IPv4 address, in the
+// generation's endpoint_links (see Switch.Attach). The caller closes the
+// links to detach.
+func (d *Datapath) AttachEndpoint(endpoint string, ifindex int, addr netip.Addr) ([]link.Link, error) {
+	if err := d.LinkEndpoint(ifindex, addr); err != nil {
+		return nil, err
+	}
 	var links []link.Link
 	for _, a := range []struct {
 		dir    bpf.Direction
@@ -32,6 +38,22 @@ func (d *Datapath) AttachEndpoint(endpoint string, ifindex int) ([]link.Link, er
 		links = append(links, l)
 	}
 	return links, nil
+}
+
+// LinkEndpoint gives an interface an endpoint's IPv4 address in this
+// datapath's endpoint_links, as a Switch does for the node's: the
+// programs then enforce the IPv6 frames they see on it as that
+// endpoint's (for a Datapath without a Switch, and BPF_PROG_TEST_RUN,
+// whose packets cross ifindex 1).
+func (d *Datapath) LinkEndpoint(ifindex int, addr netip.Addr) error {
+	if !addr.Is4() {
+		return fmt.Errorf("link ifindex %d: %s is not an IPv4 address", ifindex, addr)
+	}
+	a := addr.As4()
+	if err := d.Maps[bpf.MapEndpointLinks].Put(uint32(ifindex), a[:]); err != nil {
+		return fmt.Errorf("link ifindex %d to %s: %w", ifindex, addr, err)
+	}
+	return nil
 }
 
 // InNetNS runs fn on an OS thread switched into the network namespace at

@@ -17,12 +17,26 @@
 //
 // # Generations and the atomic swap
 //
-// A Switch holds what outlives generations: the conntrack and drop-counter
-// maps, a program array in two halves, and a one-word array map naming the
-// serving half. Each endpoint gets, per direction, a tiny dispatcher
-// program attached with TCX to its host veth once; the dispatcher reads the
-// word and tail-calls the endpoint's program in that half (constant-key
-// call sites, which the JIT makes direct jumps: no measurable cost).
+// A Switch holds what outlives generations: the node state (conntrack,
+// the drop counters, endpoint_links, the IPv4 fragments' ports, the load
+// balancer's state), a program array in two halves, and a one-word array
+// map naming the serving half. Each endpoint gets, per direction, a tiny
+// dispatcher program attached with TCX to its host veth once; the
+// dispatcher reads the word and tail-calls the endpoint's program in that
+// half (constant-key call sites, which the JIT makes direct jumps: no
+// measurable cost). Before it attaches a pod, Attach links the veth to
+// the pod's IPv4 address in endpoint_links, where the programs learn
+// whose IPv6 frames they see (see package bpf); Detach unlinks it.
+//
+// With a pin directory everything is pinned, and a new agent adopts what
+// an earlier one left: the endpoints (by the slot map and their pinned
+// links), their links, the serving half. Adoption needs only the switch's
+// own maps; node state an earlier agent did not have starts empty, and a
+// drops map it sized for fewer reasons keeps its counts (Drops adds them)
+// while a new one takes its pin. An endpoint adopted without a link (from
+// an agent that had no endpoint_links) gets one when it is attached again,
+// which the agent does in the sync of its first swap, right after it; in
+// between, that pod's IPv6 is dropped.
 //
 // Swap loads the new artifact's maps and programs (through the verifier)
 // with the conntrack and drop maps passed in rather than created, writes

@@ -98,13 +98,17 @@ func FeaturesOf(m emit.Manifest) bpf.Features {
 }
 
 // nodeStateSpecs are the maps that outlive generations: conntrack, the
-// drop counters, and the socket load balancer's reverse translations and
-// affinities. LoadArtifact creates them for its generation alone; a
-// Switch creates (or adopts) them once and passes them to each.
+// drop counters, the endpoints' links (veth ifindex → IPv4 address), the
+// IPv4 fragments' ports, and the socket load balancer's reverse
+// translations and affinities. LoadArtifact creates them for its
+// generation alone; a Switch creates (or adopts) them once and passes
+// them to each.
 func nodeStateSpecs() []*ebpf.MapSpec {
 	return []*ebpf.MapSpec{
 		{Name: bpf.MapConntrack, Type: ebpf.LRUHash, KeySize: bpf.CTKeySize, ValueSize: bpf.CTValueSize, MaxEntries: uint32(bpf.CTDefaultEntries)},
 		{Name: bpf.MapDrops, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: bpf.DropReasons},
+		{Name: bpf.MapEndpointLinks, Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: bpf.EndpointLinksEntries},
+		{Name: bpf.MapFrags, Type: ebpf.LRUHash, KeySize: bpf.FragKeySize, ValueSize: bpf.FragValueSize, MaxEntries: bpf.FragDefaultMax},
 		{Name: bpf.MapSockRevNat, Type: ebpf.LRUHash, KeySize: bpf.SockRevNatKeySize, ValueSize: bpf.SockRevNatValueSize, MaxEntries: bpf.SockDefaultEntries},
 		{Name: bpf.MapSockAffinity, Type: ebpf.LRUHash, KeySize: bpf.SockAffinityKeySize, ValueSize: bpf.SockAffinityValueSize, MaxEntries: bpf.SockDefaultEntries},
 		{Name: bpf.MapLBNAT, Type: ebpf.LRUHash, KeySize: bpf.LBNATKey, ValueSize: bpf.LBNATValue, MaxEntries: bpf.LBNATSize},
@@ -352,9 +356,11 @@ func (d *Datapath) Drops() ([bpf.DropReasons]uint64, error) {
 	return dropsOf(d.Maps[bpf.MapDrops])
 }
 
+// dropsOf sums a drops map's counters over CPUs; a map an earlier agent
+// sized for fewer reasons counts those it has.
 func dropsOf(m *ebpf.Map) ([bpf.DropReasons]uint64, error) {
 	var out [bpf.DropReasons]uint64
-	for r := range out {
+	for r := range min(int(m.MaxEntries()), len(out)) {
 		var perCPU []uint64
 		if err := m.Lookup(uint32(r), &perCPU); err != nil {
 			return out, err

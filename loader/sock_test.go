@@ -286,7 +286,7 @@ func TestSocketLB(t *testing.T) {
 	}
 	for _, name := range []string{"client", "b1", "b2"} {
 		idx := pn.ifindex(name)
-		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx, pn.addr(name)) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -55,6 +55,10 @@ type Switch struct {
 	freeSlots []uint32
 	runtime   map[netip.Addr]PodRef // pods to enforce beyond what the artifact lists (SetRuntimePods)
 	ruleDrops map[RuleDrop]uint64   // drop counts harvested from generations no longer serving
+	// retiredDrops is a drops map an earlier agent pinned with fewer
+	// reasons: the generation adopted with it counts there until the
+	// next swap, and Drops adds what it holds.
+	retiredDrops *ebpf.Map
 
 	// Generation counts the swaps that took effect.
 	Generation uint64
@@ -71,6 +75,7 @@ type Switch struct {
 type attachment struct {
 	slot        uint32
 	ifindex     int
+	addr        netip.Addr          // the IPv4 address endpoint_links gives ifindex; invalid for none
 	installed   [2][2]*ebpf.Program // by half and direction: what fill last put in the program array
 	dispatchers []*ebpf.Program
 	links       []link.Link
@@ -102,15 +107,15 @@ func NewSwitch(pinDir string) (*Switch, error) {
 	for h := range bpf.SockHooks {
 		specs = append(specs, &ebpf.MapSpec{Name: sockArrayName(h), Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 2})
 	}
+	// An earlier agent's datapath is adopted when the switch's own maps
+	// are pinned; node state it did not have (a map added since) starts
+	// empty.
 	adopted := 0
 	for _, spec := range specs {
 		m, found, err := s.openMap(spec)
 		if err != nil {
 			s.Close()
 			return nil, err
-		}
-		if found {
-			adopted++
 		}
 		switch spec.Name {
 		case "sl_gen_progs":
@@ -128,6 +133,9 @@ func NewSwitch(pinDir string) (*Switch, error) {
 		default:
 			s.nodeState[spec.Name] = m
 		}
+		if found && (m == s.progs || m == s.active || m == s.slots) {
+			adopted++
+		}
 	}
 	var err error
 	if s.barrier, err = newRCUBarrier(); err != nil {
@@ -135,7 +143,7 @@ func NewSwitch(pinDir string) (*Switch, error) {
 		return nil, err
 	}
 	used := map[uint32]bool{}
-	if adopted == len(specs) {
+	if adopted == 3 {
 		if err := s.adopt(used); err != nil {
 			s.Close()
 			return nil, err
@@ -164,11 +172,22 @@ func (s *Switch) openMap(spec *ebpf.MapSpec) (*ebpf.Map, bool, error) {
 	if s.pinDir != "" {
 		path := filepath.Join(s.pinDir, spec.Name)
 		if m, err := ebpf.LoadPinnedMap(path, nil); err == nil {
-			if err := spec.Compatible(m); err != nil {
+			err := spec.Compatible(m)
+			switch {
+			case err == nil:
+				return m, true, nil
+			case s.retiredDrops == nil && fewerCounters(spec, m):
+				// Counted by reasons an earlier agent knew fewer of: a
+				// new map takes the pin, the old one keeps its counts.
+				if err := m.Unpin(); err != nil {
+					m.Close()
+					return nil, false, fmt.Errorf("unpin the old %s: %w", path, err)
+				}
+				s.retiredDrops = m
+			default:
 				m.Close()
 				return nil, false, fmt.Errorf("pinned map %s is not what this agent uses (%v); remove it with sluice-agent --uninstall", path, err)
 			}
-			return m, true, nil
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, false, privilege(fmt.Errorf("open pinned %s: %w", path, err))
 		}
@@ -186,8 +205,16 @@ func (s *Switch) openMap(spec *ebpf.MapSpec) (*ebpf.Map, bool, error) {
 	return m, false, nil
 }
 
+// fewerCounters says whether a pinned map is the drops map of an agent
+// that knew fewer drop reasons: the same layout, fewer entries.
+func fewerCounters(spec *ebpf.MapSpec, m *ebpf.Map) bool {
+	return spec.Name == bpf.MapDrops && m.Type() == spec.Type && m.KeySize() == spec.KeySize &&
+		m.ValueSize() == spec.ValueSize && m.Flags() == spec.Flags && m.MaxEntries() < spec.MaxEntries
+}
+
 // adopt takes over an earlier agent's endpoints from the slot map and the
-// pinned links, and the serving half from the generation word.
+// pinned links, their addresses from endpoint_links, and the serving half
+// from the generation word.
 func (s *Switch) adopt(used map[uint32]bool) error {
 	if err := s.active.Lookup(uint32(0), &s.half); err != nil {
 		return err
@@ -229,6 +256,7 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 	for _, k := range stale {
 		s.slots.Delete(k)
 	}
+	s.adoptLinks()
 	// Links pinned by an agent that died before recording their slot (or
 	// after forgetting it) belong to no endpoint: detach them.
 	pins, _ := filepath.Glob(filepath.Join(s.pinDir, "link_*"))
@@ -257,6 +285,53 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 	// An earlier agent ran: the word names the half it served (or half 0,
 	// empty, had it never swapped); the next swap goes into the other.
 	s.serving = true
+	return nil
+}
+
+// adoptLinks reads the adopted endpoints' addresses from endpoint_links
+// and removes the entries of interfaces no adopted endpoint has. An
+// endpoint adopted from an agent without endpoint_links has none until
+// the next Attach gives it one.
+func (s *Switch) adoptLinks() {
+	links := s.nodeState[bpf.MapEndpointLinks]
+	byIfindex := map[uint32]*attachment{}
+	for _, at := range s.endpoints {
+		byIfindex[uint32(at.ifindex)] = at
+	}
+	var key uint32
+	var val [4]byte
+	var stale []uint32
+	for it := links.Iterate(); it.Next(&key, &val); {
+		if at, ok := byIfindex[key]; ok {
+			at.addr = netip.AddrFrom4(val)
+		} else {
+			stale = append(stale, key)
+		}
+	}
+	for _, k := range stale {
+		links.Delete(k)
+	}
+}
+
+// link gives an endpoint's interface its IPv4 address in endpoint_links,
+// where the programs look up whose IPv6 frames they see (see
+// bpf.MapEndpointLinks). Without an IPv4 address the interface has no
+// entry, and the programs drop its IPv6.
+func (s *Switch) link(at *attachment, addr netip.Addr) error {
+	links := s.nodeState[bpf.MapEndpointLinks]
+	key := uint32(at.ifindex)
+	at.addr = netip.Addr{}
+	if !addr.Is4() {
+		if err := links.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("unlink ifindex %d: %w", at.ifindex, err)
+		}
+		return nil
+	}
+	a := addr.As4()
+	if err := links.Put(key, a[:]); err != nil {
+		return fmt.Errorf("link ifindex %d to %s: %w", at.ifindex, addr, err)
+	}
+	at.addr = addr
 	return nil
 }
 
@@ -429,14 +504,23 @@ func (s *Switch) endpointNames() []string {
 
 // Attach enforces the serving generation's policy for an endpoint
 // ("ns/name") on its host-side veth: from-container on TCX ingress,
-// to-container on TCX egress. Attaching an endpoint again moves it to the
-// new ifindex.
-func (s *Switch) Attach(endpoint string, ifindex int) error {
+// to-container on TCX egress. addr is the pod's IPv4 address, its
+// endpoints key, which endpoint_links gives the veth before the programs
+// are attached, so that they know whose IPv6 frames they see; a pod
+// without one (invalid addr) has its IPv6 dropped. Attaching an endpoint
+// again moves it to the new ifindex, or links it to the new address.
+func (s *Switch) Attach(endpoint string, ifindex int, addr netip.Addr) error {
 	if s.gen == nil {
 		return errors.New("no generation is serving yet; swap one in first")
 	}
 	if at, ok := s.endpoints[endpoint]; ok {
 		if at.ifindex == ifindex {
+			if at.addr == addr {
+				return nil
+			}
+			if err := s.link(at, addr); err != nil {
+				return fmt.Errorf("attach %s: %w", endpoint, err)
+			}
 			return nil
 		}
 		s.Detach(endpoint)
@@ -450,6 +534,9 @@ func (s *Switch) Attach(endpoint string, ifindex int) error {
 	fail := func(err error) error {
 		s.Detach(endpoint)
 		return fmt.Errorf("attach %s: %w", endpoint, err)
+	}
+	if err := s.link(at, addr); err != nil {
+		return fail(err)
 	}
 	if err := s.fill(s.gen, endpoint, s.half); err != nil {
 		return fail(err)
@@ -539,7 +626,7 @@ func fallbackVerdict(name string) int32 {
 // external device (NodePort, ExternalIPs, LoadBalancer IPs from outside):
 // on TCX ingress and egress of ifindex, swapped with the endpoints.
 func (s *Switch) AttachDevice(name string, ifindex int) error {
-	return s.Attach(devicePrefix+name, ifindex)
+	return s.Attach(devicePrefix+name, ifindex, netip.Addr{})
 }
 
 // DetachDevice removes it.
@@ -567,11 +654,26 @@ func (s *Switch) Detach(endpoint string) {
 	s.slots.Delete(slotKey(endpoint))
 	delete(s.endpoints, endpoint)
 	s.freeSlots = append(s.freeSlots, at.slot)
+	for _, other := range s.endpoints {
+		if other.ifindex == at.ifindex {
+			return // the interface is another endpoint's now: its link stays
+		}
+	}
+	s.nodeState[bpf.MapEndpointLinks].Delete(uint32(at.ifindex))
 }
 
-// Drops returns the node's drop counters by reason, over all generations.
+// Drops returns the node's drop counters by reason, over all generations
+// (and an earlier agent's, adopted).
 func (s *Switch) Drops() ([bpf.DropReasons]uint64, error) {
-	return dropsOf(s.nodeState[bpf.MapDrops])
+	out, err := dropsOf(s.nodeState[bpf.MapDrops])
+	if err != nil || s.retiredDrops == nil {
+		return out, err
+	}
+	old, err := dropsOf(s.retiredDrops)
+	for r := range out {
+		out[r] += old[r]
+	}
+	return out, err
 }
 
 // Close releases this process's hold on the datapath. What is pinned
@@ -598,7 +700,7 @@ func (s *Switch) Close() {
 		s.settle()
 		s.barrier.close()
 	}
-	for _, m := range append([]*ebpf.Map{s.progs, s.active, s.slots}, s.sockProgs[:]...) {
+	for _, m := range append([]*ebpf.Map{s.progs, s.active, s.slots, s.retiredDrops}, s.sockProgs[:]...) {
 		if m != nil {
 			m.Close()
 		}

@@ -107,7 +107,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	}
 	for _, name := range []string{"a", "b"} {
 		idx := pn.ifindex(name)
-		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx, pn.addr(name)) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,6 +242,10 @@ func TestSwapUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pods' own IPv6 chatter (neighbour discovery and MLD of their
+	// link-local addresses) is dropped as unenforced IPv6 where they are
+	// isolated; that says nothing about the swaps.
+	drops[bpf.DropIPv6] = 0
 	if drops != ([len(drops)]uint64{}) {
 		t.Errorf("the datapath dropped packets during the swaps: %v", drops)
 	}
@@ -310,7 +314,7 @@ func TestSwapEndpointChurn(t *testing.T) {
 				sw.Detach("default/" + name)
 				return nil
 			}
-			return sw.Attach("default/"+name, idx[name])
+			return sw.Attach("default/"+name, idx[name], pn.addr(name))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -382,7 +386,7 @@ func TestAdoptRemovesHalfMadeAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, idx := range map[string]int{"a": idxA, "b": idxB} {
-		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx) }); err != nil {
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx, pn.addr(name)) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -67,7 +68,40 @@ func retName(r uint32) string {
 }
 
 // Trace runs a connection's first packet and its reply through the kernel.
-func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
+func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) { return t.TraceTranslated(q, q) }
+
+// testRunIfindex is the interface a BPF_PROG_TEST_RUN packet crosses when
+// the run names none: the loopback device, ifindex 1 in every network
+// namespace.
+const testRunIfindex = 1
+
+// linkForRun makes the pod the one whose veth test-run packets cross, as
+// the agent links a pod's veth (see Switch.Attach): its first IPv4
+// address in endpoint_links, or no entry for a pod without one.
+func linkForRun(dp *Datapath, pod *ir.Endpoint) error {
+	for _, ip := range pod.IPs {
+		if ip.Is4() {
+			return dp.LinkEndpoint(testRunIfindex, ip)
+		}
+	}
+	if err := dp.Maps[bpf.MapEndpointLinks].Delete(uint32(testRunIfindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// TraceTranslated runs a connection that a load balancer between the two
+// programs translated: the source's from-container program sees sent, the
+// destination's to-container program sees arrived, and the reply goes
+// back the same way (arrived reversed, then sent reversed). The
+// translation itself is not run. IPv4 queries run IPv4 frames, IPv6 ones
+// IPv6 frames.
+func (t *Tracer) TraceTranslated(sent, arrived ir.Query) (KernelVerdict, error) {
+	for _, q := range []ir.Query{sent, arrived} {
+		if q.Src.Is4() != q.Dst.Is4() {
+			return KernelVerdict{}, fmt.Errorf("%s -> %s: one address is IPv4 and the other IPv6; no packet has both", q.Src, q.Dst)
+		}
+	}
 	t.sport++
 	if t.sport < 40000 {
 		t.sport = 40000
@@ -81,21 +115,29 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		if dp == nil {
 			return "-", nil
 		}
-		ret, err := dp.ProgramFor(pod.Key(), progDir).Run(&ebpf.RunOptions{Data: bpf.Packet(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
+		data := bpf.Packet
+		if !ip.Src.Is4() {
+			// The programs tell whose IPv6 frame it is by the interface.
+			if err := linkForRun(dp, pod); err != nil {
+				return "", fmt.Errorf("link %s for the run: %w", pod.Key(), err)
+			}
+			data = bpf.Packet6
+		}
+		ret, err := dp.ProgramFor(pod.Key(), progDir).Run(&ebpf.RunOptions{Data: data(ip.Src, ip.Dst, uint8(ip.Proto), sport, dport, flags)})
 		if err != nil {
 			return "", err
 		}
 		return retName(ret), nil
 	}
-	src, dst := t.ev.Endpoint(q.Src), t.ev.Endpoint(q.Dst)
-	if src != nil && src == dst {
+	src, dst := t.ev.Endpoint(sent.Src), t.ev.Endpoint(arrived.Dst)
+	if src != nil && src == dst && sent.Src == arrived.Src {
 		return kv, nil // a pod's traffic to itself never leaves it: no program sees it
 	}
 	var err error
-	if kv.Egress, err = run(q, bpf.FromContainer, src, t.sport, q.Port, 0x02); err != nil {
+	if kv.Egress, err = run(sent, bpf.FromContainer, src, t.sport, sent.Port, 0x02); err != nil {
 		return kv, err
 	}
-	if kv.Ingress, err = run(q, bpf.ToContainer, dst, t.sport, q.Port, 0x02); err != nil {
+	if kv.Ingress, err = run(arrived, bpf.ToContainer, dst, t.sport, arrived.Port, 0x02); err != nil {
 		return kv, err
 	}
 	if kv.Egress == "drop" || kv.Ingress == "drop" {
@@ -103,15 +145,24 @@ func (t *Tracer) Trace(q ir.Query) (KernelVerdict, error) {
 		return kv, nil
 	}
 	// The reply: destination's egress, then source's ingress.
-	r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
-	rport, sport := t.sport, q.Port
-	if q.Proto == ir.ProtoICMP {
-		r.Port, rport, sport = 0, 0, t.sport // echo reply, same identifier
+	reply := func(q ir.Query) (ir.Query, uint16, uint16) {
+		r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
+		switch q.Proto {
+		case ir.ProtoICMP:
+			r.Port = 0
+			return r, t.sport, 0 // echo reply, same identifier
+		case ir.ProtoICMPv6:
+			r.Port = 129
+			return r, t.sport, 129 // echo reply (to an echo request, 128)
+		}
+		return r, q.Port, t.sport
 	}
+	r, sport, rport := reply(arrived)
 	replyEg, err := run(r, bpf.FromContainer, dst, sport, rport, 0x12)
 	if err != nil {
 		return kv, err
 	}
+	r, sport, rport = reply(sent)
 	replyIn, err := run(r, bpf.ToContainer, src, sport, rport, 0x12)
 	if err != nil {
 		return kv, err

@@ -83,7 +83,7 @@ func TestTrafficThroughTCX(t *testing.T) {
 	for name := range pods {
 		idx := pn.ifindex(name)
 		err := InNetNS(pn.nsPath(pn.node), func() error {
-			links, err := dp.AttachEndpoint("default/"+name, idx)
+			links, err := dp.AttachEndpoint("default/"+name, idx, pn.addr(name))
 			if err != nil {
 				return err
 			}
@@ -234,6 +234,9 @@ func serveEcho(ln net.Listener, name string) {
 }
 
 func (pn *podNet) nsPath(ns string) string { return "/var/run/netns/" + ns }
+
+// addr is a pod's address.
+func (pn *podNet) addr(name string) netip.Addr { return netip.MustParseAddr(pn.pods[name]) }
 
 // podNS is the namespace of a pod.
 func (pn *podNet) podNS(name string) string { return pn.nsPath("sl" + name + "-" + pn.id) }

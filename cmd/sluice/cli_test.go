@@ -8,6 +8,18 @@ import (
 	"testing"
 )
 
+// requireRoot skips a test that loads BPF when not root, except under
+// CI=true, where a missing privilege is a failure.
+func requireRoot(t *testing.T, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(what + " needs root, and CI=true makes a missing privilege a failure")
+		}
+		t.Skip(what + " needs root (CAP_BPF)")
+	}
+}
+
 func copySeed(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -144,12 +156,7 @@ func TestCompileReplacesOutput(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sluice verify needs root, and CI=true makes a missing privilege a failure")
-		}
-		t.Skip("sluice verify needs root (CAP_BPF)")
-	}
+	requireRoot(t, "sluice verify")
 	out := filepath.Join(t.TempDir(), "out")
 	if _, errs, rc := sluice(t, "", "compile", "-q", "-f", "../../examples/seed", "-o", out); rc != 0 {
 		t.Fatal(errs)
@@ -173,12 +180,7 @@ func TestVerify(t *testing.T) {
 // trace --datapath asks the kernel, and it agrees with the evaluator on
 // the whole matrix of the example.
 func TestTraceDatapath(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("trace --datapath needs root, and CI=true makes a missing privilege a failure")
-		}
-		t.Skip("trace --datapath needs root (CAP_BPF)")
-	}
+	requireRoot(t, "trace --datapath")
 	stdout, errs, rc := sluice(t, "", "trace", "-f", "../../examples/seed", "--from", "default/client", "--to", "default/backend", "--port", "80/TCP", "--datapath")
 	if rc != 0 || !strings.Contains(stdout, "kernel (BPF_PROG_TEST_RUN): DENY; egress pass, ingress drop, reply -; agrees with the evaluator") {
 		t.Errorf("rc %d\n%s%s", rc, stdout, errs)

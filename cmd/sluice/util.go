@@ -78,3 +78,42 @@ func resolvePeer(ev *ir.Evaluator, s string) (netip.Addr, error) {
 	}
 	return netip.Addr{}, fmt.Errorf("peer %q: expected NAMESPACE/POD, node:NAME or an IP address", s)
 }
+
+// resolveDestination is resolvePeer, plus svc:NAMESPACE/NAME for a
+// service's ClusterIP. A service has its own prefix because NAMESPACE/NAME
+// already means a pod, and pods and services share names.
+func resolveDestination(ev *ir.Evaluator, s string) (netip.Addr, error) {
+	key, ok := strings.CutPrefix(s, "svc:")
+	if !ok {
+		ip, err := resolvePeer(ev, s)
+		if err != nil && strings.Contains(s, "/") && !strings.HasPrefix(s, "node:") && serviceByKey(ev, s) != nil {
+			err = fmt.Errorf("%w; for the Service %s, write svc:%s", err, s, s)
+		}
+		return ip, err
+	}
+	svc := serviceByKey(ev, key)
+	if svc == nil {
+		return netip.Addr{}, fmt.Errorf("no service %s in the input", key)
+	}
+	for _, ip := range svc.ClusterIPs {
+		if ip.Is4() {
+			return ip, nil
+		}
+	}
+	switch {
+	case svc.Type == "ExternalName":
+		return netip.Addr{}, fmt.Errorf("service %s is an ExternalName: DNS answers for it, and no datapath frontend exists", key)
+	case svc.Headless:
+		return netip.Addr{}, fmt.Errorf("service %s is headless: its clients reach the pods directly; trace a pod", key)
+	}
+	return netip.Addr{}, fmt.Errorf("service %s has no IPv4 ClusterIP (spec.clusterIP); give its address", key)
+}
+
+func serviceByKey(ev *ir.Evaluator, key string) *ir.Service {
+	for i := range ev.Cluster().Services {
+		if s := &ev.Cluster().Services[i]; s.Key() == key {
+			return s
+		}
+	}
+	return nil
+}

@@ -99,6 +99,46 @@ func Probes(c *ir.Cluster) ([]netip.Addr, []ir.PortProto) {
 	return slices.Compact(v4), out
 }
 
+// IPv6Probes are the IPv6 peers and ports each endpoint is probed with:
+// IPv6 is not enforced, so what an IPv6 frame gets depends on the
+// endpoint alone (see emit.Sim.IPv6Verdict), and a few probes show it.
+var (
+	IPv6Peers = []netip.Addr{netip.MustParseAddr("2001:db8::7"), netip.MustParseAddr("fe80::1")}
+	IPv6Ports = []ir.PortProto{{Port: 80, Proto: ir.ProtoTCP}, {Port: 53, Proto: ir.ProtoUDP}, {Port: 128, Proto: ir.ProtoICMPv6}}
+)
+
+// LocalIPv4 is an endpoint's first IPv4 address, the datapath's key for
+// it; false for a pod with none.
+func LocalIPv4(e *ir.Endpoint) (netip.Addr, bool) {
+	for _, ip := range e.IPs {
+		if ip.Is4() {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// LocalIPv6 is an endpoint's first IPv6 address, or a stand-in for a pod
+// with none: the datapath never reads an IPv6 frame's addresses.
+func LocalIPv6(e *ir.Endpoint) netip.Addr {
+	for _, ip := range e.IPs {
+		if ip.Is6() {
+			return ip
+		}
+	}
+	return netip.MustParseAddr("fd00:5e::1")
+}
+
+// IPv6Query is a probe's query: from peer to the endpoint (ingress) or
+// back (egress).
+func IPv6Query(e *ir.Endpoint, dir ir.Direction, peer netip.Addr, pp ir.PortProto) ir.Query {
+	q := ir.Query{Src: peer, Dst: LocalIPv6(e), Proto: pp.Proto, Port: pp.Port}
+	if dir == ir.Egress {
+		q.Src, q.Dst = q.Dst, q.Src
+	}
+	return q
+}
+
 func lastAddr(p netip.Prefix) netip.Addr {
 	a := p.Addr().As4()
 	host := 32 - p.Bits()
@@ -128,10 +168,26 @@ func Check(c *ir.Cluster, out *emit.Output, max int) ([]string, int, error) {
 		}
 		for i := range c.Endpoints {
 			e := &c.Endpoints[i]
-			if e.Node != a.Node || !e.IPs[0].Is4() {
-				continue
+			local, ok := LocalIPv4(e)
+			if e.Node != a.Node || !ok {
+				continue // a pod without IPv4 has no endpoints entry
 			}
-			local := e.IPs[0]
+			for _, peer := range IPv6Peers {
+				for _, pp := range IPv6Ports {
+					for _, dir := range []ir.Direction{ir.Ingress, ir.Egress} {
+						want := ev.SideVerdict(dir, e, ev.Peer(peer, e.Node), IPv6Query(e, dir, peer, pp))
+						got, err := sim.IPv6Verdict(local)
+						if err != nil {
+							return nil, 0, err
+						}
+						checked++
+						if (got.Action == emit.ActionAllow) != (want.Verdict == ir.Allow) && len(bad) < max {
+							bad = append(bad, fmt.Sprintf("node %s: %s %s IPv6 peer %s %s: maps say %s, evaluator says %s (%s)",
+								a.Node, e.Key(), dir, peer, ir.PortString(pp.Proto, pp.Port), verdictName(got.Action), want.Verdict, want.Reason))
+						}
+					}
+				}
+			}
 			for _, peer := range addrs {
 				if slices.Contains(e.IPs, peer) {
 					continue // a pod's traffic to itself never crosses its veth
