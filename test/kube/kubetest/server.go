@@ -75,7 +75,9 @@ func Start(opts Options) (srv *Server, err error) {
 	}()
 	// The API server logs through klog, a process-wide logger: into this
 	// server's log, which a failed start prints.
-	klog.SetLogger(funcr.New(func(prefix, args string) { s.tb.Logf("%s %s", prefix, args) }, funcr.Options{}))
+	// SLUICE_KUBETEST_LOG=N also prints it, up to verbosity N.
+	verbosity, _ := strconv.Atoi(os.Getenv("SLUICE_KUBETEST_LOG"))
+	klog.SetLogger(funcr.New(func(prefix, args string) { s.tb.Logf("%s %s", prefix, args) }, funcr.Options{Verbosity: verbosity}))
 	if s.etcd, err = startEtcd(filepath.Join(dir, "etcd"), s.tb); err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
@@ -348,4 +350,19 @@ func (tb *mainTB) TempDir() string {
 		tb.Fatalf("TempDir: %v", err)
 	}
 	return d
+}
+
+// Compact compacts etcd to its current revision, as the API server's
+// periodic compaction does: watches from older resource versions then fail
+// with 410 Gone (with --watch-cache=false, which serves them from etcd),
+// and their clients relist.
+func (s *Server) Compact(ctx context.Context) error {
+	resp, err := s.api.EtcdClient.Get(ctx, "compact-probe")
+	if err != nil {
+		return fmt.Errorf("etcd revision: %w", err)
+	}
+	if _, err := s.api.EtcdClient.Compact(ctx, resp.Header.Revision); err != nil {
+		return fmt.Errorf("etcd compact: %w", err)
+	}
+	return nil
 }
