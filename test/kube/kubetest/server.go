@@ -366,3 +366,18 @@ func (s *Server) Compact(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Main is a test package's TestMain: it starts a server into *srv, runs
+// the tests, stops the server and exits with the tests' status.
+func Main(m *testing.M, opts Options, srv **Server) {
+	s, err := Start(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "kube-apiserver and etcd ready in %.1fs\n", s.Started.Seconds())
+	*srv = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}

@@ -2,8 +2,6 @@ package kubetest
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,15 +13,7 @@ import (
 var srv *Server
 
 func TestMain(m *testing.M) {
-	var err error
-	if srv, err = Start(Options{Users: []string{"nobody"}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Fprintf(os.Stderr, "kube-apiserver and etcd ready in %.1fs\n", srv.Started.Seconds())
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	Main(m, Options{Users: []string{"nobody"}}, &srv)
 }
 
 // TestPodStatus plays kubelet: a pod is created, then its IP is written

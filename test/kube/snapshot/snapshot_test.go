@@ -33,15 +33,7 @@ import (
 var srv *kubetest.Server
 
 func TestMain(m *testing.M) {
-	var err error
-	if srv, err = kubetest.Start(kubetest.Options{Users: []string{"reader"}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Fprintf(os.Stderr, "kube-apiserver and etcd ready in %.1fs\n", srv.Started.Seconds())
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	kubetest.Main(m, kubetest.Options{Users: []string{"reader"}}, &srv)
 }
 
 // cluster is what one test put into the API server.

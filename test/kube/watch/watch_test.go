@@ -6,7 +6,6 @@ package watch
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -33,17 +32,9 @@ import (
 var srv *kubetest.Server
 
 func TestMain(m *testing.M) {
-	var err error
 	// Watches served from etcd rather than the watch cache, so that a
 	// compaction makes a resumed watch fail with 410 Gone.
-	if srv, err = kubetest.Start(kubetest.Options{Users: []string{"agent"}, Flags: []string{"--watch-cache=false"}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Fprintf(os.Stderr, "kube-apiserver and etcd ready in %.1fs\n", srv.Started.Seconds())
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	kubetest.Main(m, kubetest.Options{Users: []string{"agent"}, Flags: []string{"--watch-cache=false"}}, &srv)
 }
 
 // recorder keeps the events a cache delivered.
