@@ -42,8 +42,16 @@ bench: build
 	@echo "sluice-cni: ADD and DEL over 200 pods through libcni, against the reference ptp plugin (needs root)"
 	$(GO) test -run '^$$' -bench BenchmarkAddDel -benchtime=1x ./loader/cni/
 
+# The decoder for a minute; then the adversarial generator: FUZZ_CLUSTERS
+# clusters from a new seed each run (printed, and FUZZ_SEED=N repeats
+# one), every verdict compared with the spec oracle, the evaluator and
+# the kernel; then its seed fuzzed for a minute.
+FUZZ_CLUSTERS ?= 1000
+FUZZ_SEED ?= $(shell date +%s)
 fuzz:
 	$(GO) test ./schema/ -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+	$(GO) test -count=1 -timeout 60m ./internal/adversary/ -run '^TestAdversary$$' -v -args -clusters=$(FUZZ_CLUSTERS) -seed=$(FUZZ_SEED)
+	$(GO) test ./internal/adversary/ -run '^$$' -fuzz FuzzAdversary -fuzztime 60s
 
 # The main job on the bundled example: compile it, bring it up as a lab of
 # network namespaces (when the machine allows it: root, iproute2, BPF),

@@ -602,14 +602,8 @@ func (cp *cnpContext) ports(f string, lists []portList, icmps []schema.ICMPRule)
 	}
 	var out []ir.Port
 	for j, l := range lists {
-		if len(l.ports) == 0 {
-			// A port rule without ports covers every port.
-			s := srcAt(o, fmt.Sprintf("%s.toPorts[%d]", f, j))
-			for _, pr := range []ir.Proto{ir.ProtoTCP, ir.ProtoUDP, ir.ProtoSCTP} {
-				out = append(out, ir.Port{Proto: pr, Port: 0, EndPort: 65535, Source: s})
-			}
-			continue
-		}
+		// A port rule without ports adds no port: Cilium merges a rule
+		// port by port, so toPorts: [{}] allows (or denies) nothing.
 		for k, pp := range l.ports {
 			pf := fmt.Sprintf("%s.toPorts[%d].ports[%d]", f, j, k)
 			var protos []ir.Proto

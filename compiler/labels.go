@@ -20,8 +20,10 @@ import (
 // strips them from pod labels (k8s.SanitizePodLabels), and so do we.
 const (
 	// ciliumK8sPrefix covers io.cilium.k8s.namespace.labels.*,
-	// io.cilium.k8s.policy.serviceaccount and io.cilium.k8s.policy.cluster.
-	ciliumK8sPrefix = "io.cilium.k8s."
+	// io.cilium.k8s.policy.serviceaccount and io.cilium.k8s.policy.cluster;
+	// like Cilium's k8sconst.LabelPrefix it has no trailing dot, so
+	// io.cilium.k8sfoo is Cilium's too.
+	ciliumK8sPrefix = "io.cilium.k8s"
 )
 
 // reservedPodLabel reports whether a pod label key is one the compiler

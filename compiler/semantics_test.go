@@ -10,7 +10,6 @@ import (
 	"github.com/sluicenet/sluice/emit"
 	"github.com/sluicenet/sluice/emit/emittest"
 	"github.com/sluicenet/sluice/ir"
-	"github.com/sluicenet/sluice/schema"
 )
 
 type query struct {
@@ -21,15 +20,7 @@ type query struct {
 
 func compileYAML(t *testing.T, docs ...string) *ir.Cluster {
 	t.Helper()
-	set, diags := schema.Load([]string{"-"}, strings.NewReader(strings.Join(docs, "\n---\n")))
-	if len(diags) > 0 {
-		t.Fatalf("load: %v", diags.Err())
-	}
-	cl, diags := Compile(set, Options{})
-	if len(diags) > 0 {
-		t.Fatalf("compile: %v", diags.Err())
-	}
-	return cl
+	return compileWith(t, Options{}, docs...)
 }
 
 func addrOf(t *testing.T, ev *ir.Evaluator, s string) netip.Addr {

@@ -82,6 +82,13 @@ status: {podIP: 10.2.0.50, phase: Failed}
 	}, []Query{
 		{"203.0.113.7", "x/a", "80/TCP", D}, {"203.0.113.7", "x/b", "8080/TCP", A}, {"y/a", "x/b", "8080/TCP", D},
 	}},
+	{"a port rule without ports allows and denies nothing", []string{
+		CNP("x", "empty-port-rule", "endpointSelector: {matchLabels: {pod: a}}\negress: [{toPorts: [{}]}]"),
+		CNP("x", "empty-deny-port-rule", "endpointSelector: {matchLabels: {pod: b}}\negress: [{toEntities: [world]}]\negressDeny: [{toPorts: [{}]}]"),
+	}, []Query{
+		{"x/a", "1.1.1.1", "80/TCP", D}, {"x/a", "y/a", "80/TCP", D},
+		{"x/b", "1.1.1.1", "80/TCP", A},
+	}},
 	{"enableDefaultDeny isolates only directions with rules", []string{
 		CNP("x", "egress-only", "endpointSelector: {matchLabels: {pod: a}}\nenableDefaultDeny: {ingress: true, egress: true}\negress: [{toEntities: [world]}]"),
 		CNP("x", "no-default-deny", "endpointSelector: {matchLabels: {pod: b}}\nenableDefaultDeny: {ingress: false}\ningress: [{fromEndpoints: [{matchLabels: {pod: c}}]}]"),
