@@ -10,8 +10,10 @@ import (
 // attached pod.
 const EndpointLinksEntries = 4096
 
+// The ethertypes as a half-word load of the packet reads them.
 const (
-	ethPIPv6LE = 0xdd86 // ETH_P_IPV6 (0x86dd) as a half-word load of the packet reads it
+	ethPIPLE   = 0x0008 // ETH_P_IP (0x0800)
+	ethPIPv6LE = 0xdd86 // ETH_P_IPV6 (0x86dd)
 )
 
 // nonIPv4 handles every frame that is not IPv4. ARP and the other

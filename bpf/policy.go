@@ -156,7 +156,7 @@ func parseIPv4(dir Direction) asm.Instructions {
 		asm.Add.Imm(asm.R2, ethHdrLen),
 		asm.JGT.Reg(asm.R2, asm.R8, lblPass),
 		asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),
-		asm.JNE.Imm(asm.R2, 0x0008, lblNotIPv4), // ETH_P_IP, read in network order
+		asm.JNE.Imm(asm.R2, ethPIPLE, lblNotIPv4),
 		// IPv4 fixed header.
 		asm.Mov.Reg(asm.R2, asm.R7),
 		asm.Add.Imm(asm.R2, ethHdrLen+ipv4MinHdrLen),
@@ -395,7 +395,10 @@ const (
 	// DropFragNotFound: a later IPv4 fragment whose first fragment was
 	// not seen, so its ports are unknown (see fragments.go).
 	DropFragNotFound = 4
-	DropReasons      = 5
+	// DropSpoofed: an IPv4 packet a pod sent from an address not its own
+	// (see SourceCheck).
+	DropSpoofed = 5
+	DropReasons = 6
 )
 
 // DropReasonNames names the drop reasons, for metrics and tools.
@@ -405,6 +408,7 @@ var DropReasonNames = [DropReasons]string{
 	DropDefault:      "default_deny",
 	DropIPv6:         "ipv6_not_enforced",
 	DropFragNotFound: "frag_not_found",
+	DropSpoofed:      "invalid_source",
 }
 
 // MapDrops counts drops by reason: a per-CPU array of u64. Node state,
@@ -456,8 +460,13 @@ func drops() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.RFP, stDropKey, asm.Word).WithSymbol("drop_rule_done"),
 		asm.StoreMem(asm.RFP, stDropKey, asm.R2, asm.Word).WithSymbol(lblDrop),
 	)
-	in = append(in, mapLookup(MapDrops, stDropKey)...)
-	return append(in,
+	return append(in, countDrop(stDropKey)...)
+}
+
+// countDrop adds one to the drops counter whose reason is the stack word
+// at keyOff, and returns TCXDrop.
+func countDrop(keyOff int32) asm.Instructions {
+	return append(mapLookup(MapDrops, keyOff),
 		asm.JEq.Imm(asm.R0, 0, "drop_out"),
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.DWord),
 		asm.Add.Imm(asm.R2, 1),

@@ -254,7 +254,7 @@ func (a *Agent) syncEndpoints() error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if at, ok := a.sw.endpoints[name]; ok && at.ifindex == want[name] && at.addr == linkTo[name] {
+		if a.sw.attachedAs(name, want[name], linkTo[name]) {
 			continue
 		}
 		if err := a.sw.Attach(name, want[name], linkTo[name]); err != nil {

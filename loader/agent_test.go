@@ -192,6 +192,12 @@ func TestAgent(t *testing.T) {
 	if got := links()[uint32(pn.ifindex("c"))]; got != pn.addr("c") {
 		t.Errorf("c's veth is linked to %s, want %s", got, pn.addr("c"))
 	}
+	// c's packets from a's address (which b admits on UDP 5000) are
+	// dropped, although the artifact does not list c.
+	if err := pn.sendUDP("c", pn.addr("a"), 5001, netip.AddrPortFrom(pn.addr("b"), 5000), "from c as a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("c's spoofed datagram counted", has(`sluice_drops_total{reason="invalid_source"} 1`+"\n"))
 	if err := cni.RemoveRecord(state, "ctr-c", "eth0"); err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +273,11 @@ func TestAgent(t *testing.T) {
 		t.Error("the restarted agent did not say it adopted the pinned datapath")
 	}
 	expect("after the restart", map[int]string{8080: "dropped", 9090: "dropped"})
+	// The adopted dispatchers verify sources as before.
+	if err := pn.sendUDP("a", netip.MustParseAddr("10.77.0.99"), 5001, netip.AddrPortFrom(pn.addr("b"), 5000), "from a as no endpoint"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a's spoofed datagram counted", has(`sluice_drops_total{reason="invalid_source"} 2`+"\n"))
 	if err := echo("after the restart"); err != nil {
 		t.Errorf("the established connection broke across the restart: %v", err)
 	}

@@ -6,45 +6,18 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicenet/sluice/bpf"
 )
 
-// AttachEndpoint attaches an endpoint's policy programs ("ns/name") to its
-// host-side veth with TCX: from-container on the veth's ingress (packets
-// leaving the pod), to-container on its egress (packets entering it),
-// after linking the veth to addr, the pod's IPv4 address, in the
-// generation's endpoint_links (see Switch.Attach). The caller closes the
-// links to detach.
-func (d *Datapath) AttachEndpoint(endpoint string, ifindex int, addr netip.Addr) ([]link.Link, error) {
-	if err := d.LinkEndpoint(ifindex, addr); err != nil {
-		return nil, err
-	}
-	var links []link.Link
-	for _, a := range []struct {
-		dir    bpf.Direction
-		attach ebpf.AttachType
-	}{{bpf.FromContainer, ebpf.AttachTCXIngress}, {bpf.ToContainer, ebpf.AttachTCXEgress}} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.ProgramFor(endpoint, a.dir), Attach: a.attach})
-		if err != nil {
-			for _, l := range links {
-				l.Close()
-			}
-			return nil, fmt.Errorf("attach %s to ifindex %d: %w", a.dir, ifindex, err)
-		}
-		links = append(links, l)
-	}
-	return links, nil
-}
-
 // LinkEndpoint gives an interface an endpoint's IPv4 address in this
 // datapath's endpoint_links, as a Switch does for the node's: the
 // programs then enforce the IPv6 frames they see on it as that
-// endpoint's (for a Datapath without a Switch, and BPF_PROG_TEST_RUN,
-// whose packets cross ifindex 1).
+// endpoint's (for a Datapath without a Switch, run with BPF_PROG_TEST_RUN,
+// whose packets cross ifindex 1). Programs are attached to interfaces
+// only through a Switch, whose dispatchers also verify the pods' source
+// addresses (see Switch.Attach).
 func (d *Datapath) LinkEndpoint(ifindex int, addr netip.Addr) error {
 	if !addr.Is4() {
 		return fmt.Errorf("link ifindex %d: %s is not an IPv4 address", ifindex, addr)

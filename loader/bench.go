@@ -40,6 +40,8 @@ var DefaultDatapathBench = []DatapathBenchCase{
 	{"new", 1000, 10000},
 	{"established via switch", 1000, 10},
 	{"new via switch", 1000, 10},
+	{"egress established", 1000, 10},
+	{"egress established via switch", 1000, 10},
 }
 
 var (
@@ -119,9 +121,12 @@ func ManifestMapOf(name, typ string, keySize, valueSize, maxEntries int, flags u
 		MaxEntries: maxEntries, Flags: flags, Entries: entries}, File: file}
 }
 
-// BenchDatapath measures the to-container program with BPF_PROG_TEST_RUN
-// repeat counts and prints ns/packet and the ratio to a program that
-// returns at once, all measured in this run.
+// BenchDatapath measures the to-container program (the from-container one
+// for the "egress" rows) with BPF_PROG_TEST_RUN repeat counts and prints
+// ns/packet and the ratio to a program that returns at once, all measured
+// in this run. The "via switch" rows run what an attached veth runs: the
+// endpoint's dispatcher (on from-container with its source check), then a
+// tail call into the serving half.
 func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 	pkt := bpf.Packet(benchPeer, benchLocal, 6, 40000, 80, 0x02)
 	floorProg, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
@@ -134,25 +139,29 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "datapath: to-container, BPF_PROG_TEST_RUN, %d repeats, hot caches\n", repeat)
-	fmt.Fprintf(w, "  %-24s %10s %12s %10s %8s\n", "path", "ipcache", "policy/ep", "ns/packet", "x floor")
+	fmt.Fprintf(w, "datapath: to-container (egress: from-container), BPF_PROG_TEST_RUN, %d repeats, hot caches\n", repeat)
+	fmt.Fprintf(w, "  %-30s %10s %12s %10s %8s\n", "path", "ipcache", "policy/ep", "ns/packet", "x floor")
 	results := map[DatapathBenchCase]float64{}
 	for _, c := range cases {
 		var d time.Duration
 		if c.Path == "floor" {
 			d = floor
 		} else {
-			established := strings.HasPrefix(c.Path, "established")
+			established := strings.Contains(c.Path, "established")
+			dir, in := bpf.ToContainer, pkt
+			if strings.HasPrefix(c.Path, "egress") {
+				// The pod's egress is not enforced: the first packet is
+				// allowed and tracked.
+				dir, in = bpf.FromContainer, bpf.Packet(benchLocal, benchPeer, 6, 40000, 80, 0x02)
+			}
 			a := benchArtifact(c.IPCache, c.Policies, established)
 			dp, err := LoadArtifact(a)
 			if err != nil {
 				return err
 			}
-			prog := dp.Programs[bpf.ToContainer.String()]
+			prog := dp.Programs[dir.String()]
 			if strings.HasSuffix(c.Path, "via switch") {
-				// What runs on an attached veth: the dispatcher, then a
-				// tail call into the serving half.
-				d, done, err := dispatchedBench(a)
+				d, done, err := dispatchedBench(a, dir)
 				if err != nil {
 					dp.Close()
 					return err
@@ -194,12 +203,11 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 				// The first packet is allowed and tracked; the rest hit
 				// conntrack.
 				want = bpf.TCXPass
-				if _, err := prog.Run(&ebpf.RunOptions{Data: pkt}); err != nil {
+				if _, err := prog.Run(&ebpf.RunOptions{Data: in}); err != nil {
 					dp.Close()
 					return err
 				}
 			}
-			in := pkt
 			if c.Path == "new world" {
 				// A peer outside the exact map: the LPM lookup.
 				in = bpf.Packet(netip.MustParseAddr("203.0.113.9"), benchLocal, 6, 40000, 80, 0x02)
@@ -216,12 +224,15 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 		}
 		ns := float64(d.Nanoseconds())
 		results[c] = ns
-		fmt.Fprintf(w, "  %-24s %10d %12d %10.1f %8.2f\n", c.Path, c.IPCache, c.Policies, ns, ns/float64(floor.Nanoseconds()))
+		fmt.Fprintf(w, "  %-30s %10d %12d %10.1f %8.2f\n", c.Path, c.IPCache, c.Policies, ns, ns/float64(floor.Nanoseconds()))
 	}
 	fl := float64(floor.Nanoseconds())
 	est := results[DatapathBenchCase{"established", 1000000, 10}]
 	new1M := max(results[DatapathBenchCase{"new", 1000000, 10}], results[DatapathBenchCase{"new world", 1000000, 10}])
 	new1k := results[DatapathBenchCase{"new", 1000, 10}]
+	if e, d := results[DatapathBenchCase{"egress established", 1000, 10}], results[DatapathBenchCase{"egress established via switch", 1000, 10}]; e > 0 && d > 0 && fl > 0 {
+		fmt.Fprintf(w, "  egress established: %.2fx floor, via switch (source check, tail call) %.2fx\n", e/fl, d/fl)
+	}
 	verdict := func(ok bool) string {
 		if ok {
 			return "ok"
@@ -235,9 +246,10 @@ func BenchDatapath(w io.Writer, cases []DatapathBenchCase, repeat int) error {
 	return nil
 }
 
-// dispatchedBench swaps a into a fresh Switch with one endpoint in slot 0
-// and returns that endpoint's to-container dispatcher.
-func dispatchedBench(a *Artifact) (*ebpf.Program, func(), error) {
+// dispatchedBench swaps a into a fresh Switch with one endpoint, the
+// benchmark's local pod, in slot 0 and returns that endpoint's dispatcher
+// for dir.
+func dispatchedBench(a *Artifact, dir bpf.Direction) (*ebpf.Program, func(), error) {
 	sw, err := NewSwitch("")
 	if err != nil {
 		return nil, nil, err
@@ -246,13 +258,18 @@ func dispatchedBench(a *Artifact) (*ebpf.Program, func(), error) {
 		sw.Close()
 		return nil, nil, err
 	}
-	sw.endpoints["bench"] = &attachment{slot: 0}
+	at := &attachment{slot: 0, addr: benchLocal}
+	sw.endpoints["bench"] = at
 	if err := sw.fill(sw.gen, "bench", sw.half); err != nil {
 		sw.Close()
 		return nil, nil, err
 	}
-	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(0, 1, 0), tcActShot)})
+	spec, _, err := sw.dispatcherSpec("bench", at, slices.Index(directions[:], dir))
+	if err != nil {
+		sw.Close()
+		return nil, nil, err
+	}
+	d, err := ebpf.NewProgram(spec)
 	if err != nil {
 		sw.Close()
 		return nil, nil, err

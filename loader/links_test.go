@@ -153,8 +153,19 @@ func TestAdoptAcrossNodeStateChanges(t *testing.T) {
 	if pinned.MaxEntries() != bpf.DropReasons {
 		t.Errorf("the pinned drops map has %d entries, want %d", pinned.MaxEntries(), bpf.DropReasons)
 	}
-	if at := sw.endpoints["default/a"]; at.addr.IsValid() {
+	at := sw.endpoints["default/a"]
+	if at.addr.IsValid() {
 		t.Errorf("a is linked to %s by an agent that had no links", at.addr)
+	}
+	// Without a link, a's dispatcher is kept (it verifies a's address,
+	// and counts into the drops map this agent replaced) until Attach.
+	own := bpf.Packet(pn.addr("a"), netip.MustParseAddr("10.77.0.3"), 6, 40000, 8080, 0x02)
+	spoofed := bpf.Packet(netip.MustParseAddr("10.77.0.99"), netip.MustParseAddr("10.77.0.3"), 6, 40000, 8080, 0x02)
+	if at.current || at.dispatchers[0] != nil {
+		t.Errorf("a, adopted without a link: current %v, dispatcher replaced %v; want it kept until Attach", at.current, at.dispatchers[0] != nil)
+	}
+	if got, _, err := linkProgram(t, at.links[0]).Test(own); err != nil || got != bpf.TCXPass {
+		t.Errorf("a's own packet through its adopted dispatcher: %d %v, want pass", got, err)
 	}
 	if err := sw.Swap(swapArtifact(t, swapAllowMore)); err != nil {
 		t.Fatal(err)
@@ -164,5 +175,16 @@ func TestAdoptAcrossNodeStateChanges(t *testing.T) {
 	}
 	if got := linksOf(t, sw)[uint32(idx)]; got != pn.addr("a") {
 		t.Errorf("a attached again after the adoption: linked to %s, want %s", got, pn.addr("a"))
+	}
+	if !at.current || at.dispatchers[0] == nil {
+		t.Errorf("a attached again: current %v, dispatcher replaced %v; want both", at.current, at.dispatchers[0] != nil)
+	}
+	for _, f := range [][]byte{own, spoofed} {
+		if _, _, err := linkProgram(t, at.links[0]).Test(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if drops, err := sw.Drops(); err != nil || drops[bpf.DropSpoofed] != 1 {
+		t.Errorf("drops %v (%v), want the spoofed packet counted in this agent's map", drops, err)
 	}
 }

@@ -192,4 +192,134 @@ func TestOffPathTrafficThroughTCX(t *testing.T) {
 			t.Errorf("fragments dropped for want of their first: %v %v", drops, err)
 		}
 	})
+	t.Run("spoofed sources", func(t *testing.T) { testSpoofedSources(t, pn, sw) })
+}
+
+// udpInbox listens on addr:port in a pod and hands over what arrives.
+func udpInbox(t *testing.T, pn *podNet, pod string, addr netip.Addr, port int) (*net.UDPConn, <-chan string) {
+	t.Helper()
+	var conn *net.UDPConn
+	if err := InNetNS(pn.podNS(pod), func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(port))))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	return conn, got
+}
+
+// sendUDP sends one datagram from a pod, from src:sport, which the pod
+// holds as a secondary address when it is not its own.
+func (pn *podNet) sendUDP(pod string, src netip.Addr, sport int, dst netip.AddrPort, msg string) error {
+	if src != pn.addr(pod) {
+		ipCmd(pn.t, "-n", "sl"+pod+"-"+pn.id, "addr", "replace", src.String()+"/32", "dev", "eth0")
+	}
+	return InNetNS(pn.podNS(pod), func() error {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(sport))), net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(msg))
+		return err
+	})
+}
+
+func arrives(got <-chan string, msg string, within time.Duration) bool {
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-got:
+			if m == msg {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// A pod's datagrams from addresses that are not its own do not arrive:
+// c (whose egress is isolated) sending from an address that is no
+// endpoint, or from a's (whose egress is not), to e (which nothing
+// isolates); nor can c copy a connection b opened to e into b, whose
+// ingress admits only a and d. The node would deliver each of them (no
+// reverse-path filter) and the programs alone would pass them, by a's
+// policy, no endpoint's, or conntrack; the dispatcher drops them as
+// invalid_source.
+func testSpoofedSources(t *testing.T, pn *podNet, sw *Switch) {
+	a, b, e := pn.addr("a"), pn.addr("b"), pn.addr("e")
+	eConn, atE := udpInbox(t, pn, "e", e, 7000)
+	before, err := sw.Drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A genuine sender first: the path delivers (retried while ARP
+	// resolves).
+	ok := false
+	for try := 0; try < 3 && !ok; try++ {
+		if err := pn.sendUDP("a", a, 7100, netip.AddrPortFrom(e, 7000), "from a"); err != nil {
+			t.Fatal(err)
+		}
+		ok = arrives(atE, "from a", 300*time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("a -> e UDP 7000 did not arrive; nothing isolates either")
+	}
+	spoofed := 0
+	for _, src := range []netip.Addr{netip.MustParseAddr("10.77.0.99"), a} {
+		msg := "from c as " + src.String()
+		if err := pn.sendUDP("c", src, 7100, netip.AddrPortFrom(e, 7000), msg); err != nil {
+			t.Fatal(err)
+		}
+		spoofed++
+		if arrives(atE, msg, 300*time.Millisecond) {
+			t.Errorf("c -> e UDP 7000 from %s arrived", src)
+		}
+	}
+	// b opens a flow to e; e answers it, which b's ingress admits only as
+	// a reply.
+	bConn, atB := udpInbox(t, pn, "b", b, 6000)
+	ok = false
+	for try := 0; try < 3 && !ok; try++ {
+		if _, err := bConn.WriteToUDPAddrPort([]byte("from b"), netip.AddrPortFrom(e, 7000)); err != nil {
+			t.Fatal(err)
+		}
+		ok = arrives(atE, "from b", 300*time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("b -> e UDP 7000 did not arrive")
+	}
+	if _, err := eConn.WriteToUDPAddrPort([]byte("reply from e"), netip.AddrPortFrom(b, 6000)); err != nil {
+		t.Fatal(err)
+	}
+	if !arrives(atB, "reply from e", time.Second) {
+		t.Fatal("e's reply to b's flow did not arrive")
+	}
+	if err := pn.sendUDP("c", e, 7000, netip.AddrPortFrom(b, 6000), "from c as e"); err != nil {
+		t.Fatal(err)
+	}
+	spoofed++
+	if arrives(atB, "from c as e", 300*time.Millisecond) {
+		t.Error("c, sending from e's address and port, got into b's flow with e")
+	}
+	after, err := sw.Drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after[bpf.DropSpoofed] - before[bpf.DropSpoofed]; n != uint64(spoofed) {
+		t.Errorf("%d drops counted as %s, want the %d spoofed datagrams", n, bpf.DropReasonNames[bpf.DropSpoofed], spoofed)
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -77,8 +79,11 @@ type attachment struct {
 	ifindex     int
 	addr        netip.Addr          // the IPv4 address endpoint_links gives ifindex; invalid for none
 	installed   [2][2]*ebpf.Program // by half and direction: what fill last put in the program array
-	dispatchers []*ebpf.Program
+	dispatchers [2]*ebpf.Program    // by direction; nil for one adopted in its link and kept
 	links       []link.Link
+	// current: the links run the dispatchers this switch builds for addr
+	// (an adopted endpoint's are checked, and replaced where they are not).
+	current bool
 }
 
 var directions = [2]bpf.Direction{bpf.FromContainer, bpf.ToContainer}
@@ -257,6 +262,18 @@ func (s *Switch) adopt(used map[uint32]bool) error {
 		s.slots.Delete(k)
 	}
 	s.adoptLinks()
+	// The adopted dispatchers become this agent's: each that is not
+	// exactly what this agent builds for its endpoint (an earlier
+	// version's, one without the source check, one counting into a drops
+	// map this agent replaced) is replaced in its link. One whose
+	// endpoint has no link (an agent that had no endpoint_links) is kept
+	// until Attach links it, which the agent does in the sync right after
+	// its first swap, rather than drop all its IPv4 meanwhile. A failure
+	// leaves the endpoint for that Attach too.
+	for _, name := range s.endpointNames() {
+		at := s.endpoints[name]
+		s.refreshDispatchers(name, at, at.addr.IsValid() || isDevice(name))
+	}
 	// Links pinned by an agent that died before recording their slot (or
 	// after forgetting it) belong to no endpoint: detach them.
 	pins, _ := filepath.Glob(filepath.Join(s.pinDir, "link_*"))
@@ -505,20 +522,25 @@ func (s *Switch) endpointNames() []string {
 // Attach enforces the serving generation's policy for an endpoint
 // ("ns/name") on its host-side veth: from-container on TCX ingress,
 // to-container on TCX egress. addr is the pod's IPv4 address, its
-// endpoints key, which endpoint_links gives the veth before the programs
-// are attached, so that they know whose IPv6 frames they see; a pod
-// without one (invalid addr) has its IPv6 dropped. Attaching an endpoint
-// again moves it to the new ifindex, or links it to the new address.
+// endpoints key: endpoint_links gives it the veth before the programs are
+// attached, so that they know whose IPv6 frames they see, and the
+// from-container dispatcher drops every IPv4 packet whose source is not
+// addr (bpf.SourceCheck). A pod without one (invalid addr) has its IPv6
+// and IPv4 dropped. Attaching an endpoint again moves it to the new
+// ifindex, or links it to the new address and rebuilds its dispatchers.
 func (s *Switch) Attach(endpoint string, ifindex int, addr netip.Addr) error {
 	if s.gen == nil {
 		return errors.New("no generation is serving yet; swap one in first")
 	}
 	if at, ok := s.endpoints[endpoint]; ok {
 		if at.ifindex == ifindex {
-			if at.addr == addr {
+			if at.addr == addr && at.current {
 				return nil
 			}
 			if err := s.link(at, addr); err != nil {
+				return fmt.Errorf("attach %s: %w", endpoint, err)
+			}
+			if err := s.refreshDispatchers(endpoint, at, true); err != nil {
 				return fmt.Errorf("attach %s: %w", endpoint, err)
 			}
 			return nil
@@ -542,12 +564,15 @@ func (s *Switch) Attach(endpoint string, ifindex int, addr netip.Addr) error {
 		return fail(err)
 	}
 	for i, tcx := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-		d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-			Instructions: dispatcher(s.active.FD(), s.progs.FD(), progKey(at.slot, i, 0), fallbackVerdict(endpoint))})
+		spec, _, err := s.dispatcherSpec(endpoint, at, i)
+		if err != nil {
+			return fail(err)
+		}
+		d, err := ebpf.NewProgram(spec)
 		if err != nil {
 			return fail(fmt.Errorf("load the %s dispatcher: %w", directions[i], err))
 		}
-		at.dispatchers = append(at.dispatchers, d)
+		at.dispatchers[i] = d
 		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d, Attach: tcx})
 		if err != nil {
 			return fail(fmt.Errorf("attach the %s dispatcher to ifindex %d: %w", directions[i], ifindex, err))
@@ -565,13 +590,114 @@ func (s *Switch) Attach(endpoint string, ifindex int, addr netip.Addr) error {
 	if err := s.slots.Put(slotKey(endpoint), val[:]); err != nil {
 		return fail(fmt.Errorf("record its slot: %w", err))
 	}
+	at.current = true
 	return nil
+}
+
+// attachedAs says whether an endpoint is attached on ifindex with
+// dispatchers built for addr: attaching it again would change nothing.
+func (s *Switch) attachedAs(endpoint string, ifindex int, addr netip.Addr) bool {
+	at, ok := s.endpoints[endpoint]
+	return ok && at.ifindex == ifindex && at.addr == addr && at.current
+}
+
+// dispatcherSpec is the dispatcher this switch runs for an endpoint in one
+// direction, and the maps it uses: a pod's from-container one verifies
+// sources against the address it is linked to.
+func (s *Switch) dispatcherSpec(endpoint string, at *attachment, dirIndex int) (*ebpf.ProgramSpec, []*ebpf.Map, error) {
+	maps := []*ebpf.Map{s.active, s.progs}
+	var check *sourceCheck
+	if directions[dirIndex] == bpf.FromContainer && !isDevice(endpoint) {
+		check = &sourceCheck{src: at.addr, drops: s.nodeState[bpf.MapDrops]}
+		maps = append(maps, check.drops)
+	}
+	insns, err := dispatcher(s.active.FD(), s.progs.FD(), progKey(at.slot, dirIndex, 0), fallbackVerdict(endpoint), check)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the %s dispatcher: %w", directions[dirIndex], err)
+	}
+	return &ebpf.ProgramSpec{Name: "sl_dispatch", Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: insns}, maps, nil
+}
+
+// refreshDispatchers makes each of an endpoint's links run the dispatcher
+// this switch builds for it (dispatcherSpec): one that already does (an
+// adopted one an earlier agent built the same way, with the same maps) is
+// kept, any other replaced in its link (unless replace is false: then the
+// endpoint is left not current), atomically (BPF_LINK_UPDATE): no packet
+// finds the interface without a dispatcher.
+func (s *Switch) refreshDispatchers(endpoint string, at *attachment, replace bool) error {
+	at.current = false
+	for i, l := range at.links {
+		spec, maps, err := s.dispatcherSpec(endpoint, at, i)
+		if err != nil {
+			return err
+		}
+		if runs(l, spec, maps) {
+			continue
+		}
+		if !replace {
+			return nil
+		}
+		d, err := ebpf.NewProgram(spec)
+		if err != nil {
+			return fmt.Errorf("load the %s dispatcher: %w", directions[i], err)
+		}
+		if err := l.Update(d); err != nil {
+			d.Close()
+			return fmt.Errorf("replace the %s dispatcher: %w", directions[i], err)
+		}
+		if at.dispatchers[i] != nil {
+			at.dispatchers[i].Close()
+		}
+		at.dispatchers[i] = d
+	}
+	at.current = len(at.links) == len(directions)
+	return nil
+}
+
+// runs says whether a link runs what spec would load: the same code
+// (the kernel's tag, which leaves out map references) over the same maps.
+func runs(l link.Link, spec *ebpf.ProgramSpec, maps []*ebpf.Map) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	p, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	pi, err := p.Info()
+	if err != nil {
+		return false
+	}
+	// The tag hashes the instructions with their jumps resolved, as the
+	// kernel received them: resolve them (in place) first. (The asm
+	// package marshals in an explicit byte order: the hosts' is little.)
+	if err := spec.Instructions.Marshal(io.Discard, binary.LittleEndian); err != nil || spec.Compatible(pi) != nil {
+		return false
+	}
+	used, ok := pi.MapIDs()
+	if !ok || len(used) != len(maps) {
+		return false
+	}
+	for _, m := range maps {
+		mi, err := m.Info()
+		if err != nil {
+			return false
+		}
+		if id, ok := mi.ID(); !ok || !slices.Contains(used, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // dispatcher reads the serving half and tail-calls the endpoint's program
 // in it (key base+half). Should that slot be empty, it tries the other
-// half, and with no program at all it drops.
-func dispatcher(activeFD, progsFD int, base uint32, fallback int32) asm.Instructions {
+// half, and with no program at all it returns fallback. With a source
+// check (a pod's from-container dispatcher) it first drops an IPv4 packet
+// whose source is not src (bpf.SourceCheck), counted in drops.
+func dispatcher(activeFD, progsFD int, base uint32, fallback int32, check *sourceCheck) (asm.Instructions, error) {
 	// Each tail call site has a constant key, so the JIT turns it into a
 	// direct jump patched when the array entry changes, rather than an
 	// indirect one (which costs more than the rest of the dispatcher).
@@ -583,14 +709,27 @@ func dispatcher(activeFD, progsFD int, base uint32, fallback int32) asm.Instruct
 			asm.FnTailCall.Call(),
 		}
 	}
-	insns := asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1),
+	insns := asm.Instructions{asm.Mov.Reg(asm.R6, asm.R1)}
+	var drop asm.Instructions
+	if check != nil {
+		var verify asm.Instructions
+		verify, drop = bpf.SourceCheck(check.src)
+		for i := range drop {
+			if drop[i].Reference() == bpf.MapDrops {
+				if err := drop[i].AssociateMap(check.drops); err != nil {
+					return nil, err
+				}
+			}
+		}
+		insns = append(insns, verify...)
+	}
+	insns = append(insns,
 		// The word's address is resolved at load (direct value access):
 		// no helper call on the hot path.
 		asm.LoadMapValue(asm.R0, activeFD, 0),
 		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
 		asm.JNE.Imm(asm.R7, 0, "half1"),
-	}
+	)
 	// Half 0 serves: try it, then half 1 should the entry be empty.
 	insns = append(insns, call(base)...)
 	insns = append(insns, call(base+1)...)
@@ -603,7 +742,15 @@ func dispatcher(activeFD, progsFD int, base uint32, fallback int32) asm.Instruct
 		asm.Mov.Imm(asm.R0, fallback).WithSymbol("drop"),
 		asm.Return(),
 	)
-	return insns
+	return append(insns, drop...), nil
+}
+
+// sourceCheck is what a pod's from-container dispatcher verifies sources
+// against: the pod's IPv4 address (invalid for none: every IPv4 packet is
+// dropped), counted in the node's drops map.
+type sourceCheck struct {
+	src   netip.Addr
+	drops *ebpf.Map
 }
 
 // devicePrefix names the external devices among the switch's endpoints
@@ -644,7 +791,9 @@ func (s *Switch) Detach(endpoint string) {
 		l.Close()
 	}
 	for _, d := range at.dispatchers {
-		d.Close()
+		if d != nil {
+			d.Close()
+		}
 	}
 	for i := range directions {
 		for half := uint32(0); half < 2; half++ {
@@ -685,7 +834,9 @@ func (s *Switch) Close() {
 			l.Close()
 		}
 		for _, d := range at.dispatchers {
-			d.Close()
+			if d != nil {
+				d.Close()
+			}
 		}
 	}
 	if s.sock != nil {

@@ -435,8 +435,11 @@ func TestDispatcherFallback(t *testing.T) {
 		t.Cleanup(func() { p.Close() })
 		return p
 	}
-	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: dispatcher(sw.active.FD(), sw.progs.FD(), progKey(7, 1, 0), tcActShot)})
+	insns, err := dispatcher(sw.active.FD(), sw.progs.FD(), progKey(7, 1, 0), tcActShot, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: insns})
 	if err != nil {
 		t.Fatal(err)
 	}

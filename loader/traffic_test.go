@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicenet/sluice/bpf"
 	"github.com/sluicenet/sluice/ir"
 )
 
@@ -61,8 +62,8 @@ func ipCmd(t *testing.T, args ...string) {
 }
 
 // Real TCP between network namespaces, through the compiled programs
-// attached with TCX to each pod's host-side veth in a namespace that plays
-// the node: what connects is what the evaluator allows, and an allowed
+// attached with TCX (by a Switch) to each pod's host-side veth in a
+// namespace that plays the node: what connects is what the evaluator allows, and an allowed
 // connection keeps working both ways (conntrack).
 func TestTrafficThroughTCX(t *testing.T) {
 	requireBPF(t)
@@ -72,29 +73,20 @@ func TestTrafficThroughTCX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := LoadArtifact(a)
+	sw, err := NewSwitch("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dp.Close()
+	defer sw.Close()
+	if err := sw.Swap(a); err != nil {
+		t.Fatal(err)
+	}
 
 	pods := map[string]string{"a": "10.77.0.2", "b": "10.77.0.3", "c": "10.77.0.4"}
 	pn := newPodNet(t, pods)
 	for name := range pods {
 		idx := pn.ifindex(name)
-		err := InNetNS(pn.nsPath(pn.node), func() error {
-			links, err := dp.AttachEndpoint("default/"+name, idx, pn.addr(name))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() {
-				for _, l := range links {
-					l.Close()
-				}
-			})
-			return nil
-		})
-		if err != nil {
+		if err := InNetNS(pn.nsPath(pn.node), func() error { return sw.Attach("default/"+name, idx, pn.addr(name)) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,11 +131,11 @@ func TestTrafficThroughTCX(t *testing.T) {
 			t.Fatalf("long-lived a -> b, message %d: %q, %v", i, line, err)
 		}
 	}
-	counts, err := dp.Drops()
+	counts, err := sw.Drops()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[2] == 0 {
+	if counts[bpf.DropDefault] == 0 {
 		t.Errorf("no default drops counted after denied connections: %v", counts)
 	}
 }
