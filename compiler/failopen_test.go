@@ -194,3 +194,24 @@ status: {podIPs: [{ip: "fd00::300"}]}
 		t.Errorf("world -> y/v6only: %s (%s), want deny (%s)", d.Verdict, d.Ingress.Reason, ir.ReasonIPv6Only)
 	}
 }
+
+// A Service that another proxy serves gets no frontend.
+func TestServiceOfAnotherProxyIsLeftAlone(t *testing.T) {
+	cl := compileWith(t, Options{}, compilertest.Fixture(), `apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: x, labels: {service.kubernetes.io/service-proxy-name: someone-else}}
+spec: {selector: {pod: a}, clusterIP: 10.96.0.70, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ours, namespace: x}
+spec: {selector: {pod: a}, clusterIP: 10.96.0.71, ports: [{port: 80}]}
+`)
+	var names []string
+	for _, s := range cl.Services {
+		names = append(names, s.Key())
+	}
+	if strings.Join(names, ",") != "x/ours" {
+		t.Errorf("services %v, want only x/ours", names)
+	}
+}

@@ -42,6 +42,11 @@ func (c *compilation) services(cl *ir.Cluster, byKind map[string][]*schema.Objec
 		}
 	}
 	for _, o := range byKind["Service"] {
+		if _, other := o.Obj.(*corev1.Service).Labels[serviceProxyNameLabel]; other {
+			// Served by another proxy: kube-proxy, and Sluice, leave it
+			// alone (toServices still resolves it: that is policy).
+			continue
+		}
 		s, ok := c.service(o)
 		if !ok {
 			continue
@@ -386,3 +391,6 @@ func (c *compilation) selectorBackends(s *ir.Service, o *schema.Object, pods []*
 		}
 	}
 }
+
+// serviceProxyNameLabel marks a Service that another proxy serves.
+const serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
