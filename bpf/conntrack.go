@@ -94,16 +94,23 @@ func tupleKey(at, src, dst, sport, dport, proto int16, dir int64) asm.Instructio
 
 // ctRelated passes an ICMP error about a tracked connection: the packet
 // it quotes went the other way, so its entry is the quoted tuple in the
-// other direction. The same test of stRelated sends a first fragment to
-// be recorded (fragments.go), so plain packets pay nothing for either.
+// other direction. Any other first packet that is a first fragment (more
+// fragments set, offset 0; R7 still holds the bounds-checked packet) has
+// its ports recorded (fragments.go).
 func ctRelated(dir Direction) asm.Instructions {
 	in := asm.Instructions{
 		asm.LoadMem(asm.R2, asm.RFP, stRelated, asm.Byte),
-		asm.JEq.Imm(asm.R2, 0, "ct_related_done"),
-		// Not an ICMP error: a first fragment, whose ports are recorded.
-		asm.JEq.Imm(asm.R2, relatedFirstFragment, lblFragRecord),
+		asm.JNE.Imm(asm.R2, 0, "ct_related_icmp"),
+		asm.LoadMem(asm.R4, asm.R7, ethHdrLen+6, asm.Half),
+		asm.And.Imm(asm.R4, fragMaskLE),
+		asm.JEq.Imm(asm.R4, 0, "ct_related_done"),
+		asm.And.Imm(asm.R4, fragOffsetLE),
+		asm.JEq.Imm(asm.R4, 0, lblFragRecord),
+		asm.Ja.Label("ct_related_done"),
 	}
-	in = append(in, ctKeyFrom(stRelSrc, stRelDst, stRelSport, stRelDport, stRelProto, int64(1-dir))...)
+	key := ctKeyFrom(stRelSrc, stRelDst, stRelSport, stRelDport, stRelProto, int64(1-dir))
+	key[0] = key[0].WithSymbol("ct_related_icmp")
+	in = append(in, key...)
 	in = append(in, mapLookup(MapConntrack, stCTKey)...)
 	return append(in,
 		asm.JEq.Imm(asm.R0, 0, "ct_related_done"),

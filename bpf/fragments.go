@@ -37,9 +37,6 @@ const (
 	// load of the packet reads it; fragOffsetLE the offset alone (0x1fff).
 	fragMaskLE   = 0xff3f
 	fragOffsetLE = 0xff1f
-	// relatedFirstFragment in stRelated marks a first fragment: ctRelated
-	// records it (1 is an ICMP error with a quoted tuple).
-	relatedFirstFragment = 2
 )
 
 // fragKey writes the datagram's MapFrags key from the packet (R7, whose
@@ -65,7 +62,10 @@ func fragments() asm.Instructions {
 	in := asm.Instructions{
 		asm.And.Imm(asm.R4, fragOffsetLE).WithSymbol(lblFragment),
 		asm.JNE.Imm(asm.R4, 0, "frag_later"),
-		asm.StoreImm(asm.RFP, stRelated, relatedFirstFragment, asm.Byte),
+		// A first fragment: parsed as any packet; ctRelated tells it by
+		// its header again rather than by a flag on the stack, whose
+		// distinct constant would make the verifier walk the whole parse
+		// a second time (it doubled the verified instructions).
 		asm.Ja.Label(lblL4),
 	}
 	later := fragKey()
