@@ -19,28 +19,16 @@ import (
 // ciliumPolicy resolves a CiliumNetworkPolicy or
 // CiliumClusterwideNetworkPolicy: one ir.Policy per rule of spec and specs.
 func (c *compilation) ciliumPolicy(o *schema.Object) ([]ir.Policy, []ir.Dropped) {
-	var spec *schema.Rule
-	var specs []schema.Rule
-	clusterwide := false
-	switch p := o.Obj.(type) {
-	case *schema.CiliumNetworkPolicy:
-		spec, specs = p.Spec, p.Specs
-	case *schema.CiliumClusterwideNetworkPolicy:
-		spec, specs, clusterwide = p.Spec, p.Specs, true
-	}
-	if spec == nil && len(specs) == 0 {
+	rules := ciliumRules(o)
+	if len(rules) == 0 {
 		c.errorf(o, "spec", "a %s needs spec (one rule) or specs (a list of rules)", o.Kind)
 		return nil, nil
 	}
+	_, clusterwide := o.Obj.(*schema.CiliumClusterwideNetworkPolicy)
 	cp := cnpContext{c: c, o: o, clusterwide: clusterwide}
 	var out []ir.Policy
-	if spec != nil {
-		if p, ok := cp.rule("spec", spec); ok {
-			out = append(out, p)
-		}
-	}
-	for i := range specs {
-		if p, ok := cp.rule(fmt.Sprintf("specs[%d]", i), &specs[i]); ok {
+	for _, cr := range rules {
+		if p, ok := cp.rule(cr.field, cr.rule); ok {
 			out = append(out, p)
 		}
 	}
@@ -343,17 +331,7 @@ func hasKeyPrefix(s *schema.EndpointSelector, prefix string) bool {
 }
 
 // selectsHost reports whether an endpointSelector names reserved:host.
-func selectsHost(s *schema.EndpointSelector) bool {
-	if _, ok := s.MatchLabels[ir.LabelHost]; ok {
-		return true
-	}
-	for _, e := range s.MatchExpressions {
-		if e.Key == ir.LabelHost {
-			return true
-		}
-	}
-	return false
-}
+func selectsHost(s *schema.EndpointSelector) bool { return hasKeyPrefix(s, ir.LabelHost) }
 
 // l3Kind is one kind of peer field of a rule and how many entries it has.
 type l3Kind struct {

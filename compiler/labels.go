@@ -121,7 +121,8 @@ func selectorKeys(byKind map[string][]*schema.Object) map[string]bool {
 	}
 	for _, kind := range []string{"CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"} {
 		for _, o := range byKind[kind] {
-			for _, r := range ciliumRules(o) {
+			for _, cr := range ciliumRules(o) {
+				r := cr.rule
 				if r.EndpointSelector != nil {
 					addES(*r.EndpointSelector)
 				}
@@ -161,9 +162,16 @@ func ciliumKey(k string) string {
 	return k
 }
 
+// ciliumRule is one rule of a Cilium policy and its field (spec or
+// specs[i]).
+type ciliumRule struct {
+	field string
+	rule  *schema.Rule
+}
+
 // ciliumRules returns the rules of a CiliumNetworkPolicy or
 // CiliumClusterwideNetworkPolicy: spec, then specs.
-func ciliumRules(o *schema.Object) []*schema.Rule {
+func ciliumRules(o *schema.Object) []ciliumRule {
 	var spec *schema.Rule
 	var specs []schema.Rule
 	switch p := o.Obj.(type) {
@@ -172,12 +180,12 @@ func ciliumRules(o *schema.Object) []*schema.Rule {
 	case *schema.CiliumClusterwideNetworkPolicy:
 		spec, specs = p.Spec, p.Specs
 	}
-	var out []*schema.Rule
+	var out []ciliumRule
 	if spec != nil {
-		out = append(out, spec)
+		out = append(out, ciliumRule{"spec", spec})
 	}
 	for i := range specs {
-		out = append(out, &specs[i])
+		out = append(out, ciliumRule{fmt.Sprintf("specs[%d]", i), &specs[i]})
 	}
 	return out
 }
