@@ -29,7 +29,7 @@
 // builds per endpoint, compares the source with the pod's address, an
 // immediate, and drops any other (DropSpoofed, "invalid_source"), 0.0.0.0
 // included (pods get their addresses from IPAM, never DHCP). That costs a
-// bounds check, two loads and two compares (about 2 ns, within the noise
+// bounds check, four loads and three compares (about 2 ns, within the noise
 // of the established path, against about 35 ns for a lookup of
 // endpoint_links by ifindex in the program). The programs themselves do
 // not check: run directly (BPF_PROG_TEST_RUN, the tracer), they answer for
@@ -101,8 +101,7 @@
 //	-104 .. -101 set when a policy layer allowed the packet
 //	-108 .. -105 drops map key (the drop reason)
 //	-122 .. -109 the tuple an ICMP error quotes: source, destination,
-//	             ports, protocol, and at -122 whether there is one (1), or
-//	             (2) that the packet is a first fragment, to record
+//	             ports, protocol, and at -122 whether there is one (1)
 //	-128 .. -125 rule_drops key: the deny rule, or DefaultDenyKey
 //	-136 .. -129 rule_drops value for a first drop (1)
 //	-148 .. -137 ipv4_frags key: saddr, daddr, IP id, proto, pad

@@ -24,7 +24,7 @@ import "github.com/cilium/ebpf/asm"
 // The value holds the stack slots the parse fills (stSport, stCTDport,
 // stPort), so ICMP (type and echo identifier) is recovered as exactly as
 // TCP, UDP and SCTP ports are. An ICMP error's first fragment records
-// nothing (its quoted tuple takes the slot's place; errors are never
+// nothing (ctRelated takes the ICMP error path for it; errors are never
 // larger than 576 bytes, so never fragmented on a pod network).
 const (
 	FragKeySize    = 12
@@ -56,8 +56,9 @@ func fragKey() asm.Instructions {
 }
 
 // fragments is where parseIPv4 sends a fragment (R4: frag_off masked with
-// fragMaskLE). A first fragment is parsed as any packet, marked for
-// ctRelated to record; a later one gets its first fragment's ports.
+// fragMaskLE). A first fragment is parsed as any packet (ctRelated tells
+// it by its header and records it); a later one gets its first
+// fragment's ports.
 func fragments() asm.Instructions {
 	in := asm.Instructions{
 		asm.And.Imm(asm.R4, fragOffsetLE).WithSymbol(lblFragment),

@@ -18,7 +18,7 @@ import (
 // The check runs in the pod's from-container dispatcher (package loader),
 // before the tail call into the generation's program, with the address
 // as an immediate: the loader builds each endpoint's dispatcher knowing
-// the address, so the check costs a bounds check, two loads and two
+// the address, so the check costs a bounds check, four loads and three
 // compares, and no lookup. check falls through when the packet may go on
 // (a genuine source, or not IPv4: ARP, IPv6 and the rest are the
 // program's to judge; a frame too short to hold a source address is left

@@ -84,10 +84,11 @@ const broadShare = 0.5
 // flags are an endpoint's endpoints map flags.
 func (np *nodePlan) flags(e *ir.Endpoint) uint32 {
 	var f uint32
-	if enf := np.epEnforced[e]; enf[0] {
+	enf := np.epEnforced[e]
+	if enf[0] {
 		f |= EndpointIngressEnforced
 	}
-	if enf := np.epEnforced[e]; enf[1] {
+	if enf[1] {
 		f |= EndpointEgressEnforced
 	}
 	if np.epDenies[e] {

@@ -22,11 +22,7 @@ func (d *Datapath) LinkEndpoint(ifindex int, addr netip.Addr) error {
 	if !addr.Is4() {
 		return fmt.Errorf("link ifindex %d: %s is not an IPv4 address", ifindex, addr)
 	}
-	a := addr.As4()
-	if err := d.Maps[bpf.MapEndpointLinks].Put(uint32(ifindex), a[:]); err != nil {
-		return fmt.Errorf("link ifindex %d to %s: %w", ifindex, addr, err)
-	}
-	return nil
+	return setEndpointLink(d.Maps[bpf.MapEndpointLinks], ifindex, addr)
 }
 
 // InNetNS runs fn on an OS thread switched into the network namespace at

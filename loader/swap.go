@@ -335,20 +335,29 @@ func (s *Switch) adoptLinks() {
 // bpf.MapEndpointLinks). Without an IPv4 address the interface has no
 // entry, and the programs drop its IPv6.
 func (s *Switch) link(at *attachment, addr netip.Addr) error {
-	links := s.nodeState[bpf.MapEndpointLinks]
-	key := uint32(at.ifindex)
 	at.addr = netip.Addr{}
+	if err := setEndpointLink(s.nodeState[bpf.MapEndpointLinks], at.ifindex, addr); err != nil {
+		return err
+	}
+	if addr.Is4() {
+		at.addr = addr
+	}
+	return nil
+}
+
+// setEndpointLink writes ifindex → addr into an endpoint_links map, or
+// removes the ifindex's entry when addr is not IPv4.
+func setEndpointLink(links *ebpf.Map, ifindex int, addr netip.Addr) error {
 	if !addr.Is4() {
-		if err := links.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("unlink ifindex %d: %w", at.ifindex, err)
+		if err := links.Delete(uint32(ifindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("unlink ifindex %d: %w", ifindex, err)
 		}
 		return nil
 	}
 	a := addr.As4()
-	if err := links.Put(key, a[:]); err != nil {
-		return fmt.Errorf("link ifindex %d to %s: %w", at.ifindex, addr, err)
+	if err := links.Put(uint32(ifindex), a[:]); err != nil {
+		return fmt.Errorf("link ifindex %d to %s: %w", ifindex, addr, err)
 	}
-	at.addr = addr
 	return nil
 }
 
@@ -534,7 +543,7 @@ func (s *Switch) Attach(endpoint string, ifindex int, addr netip.Addr) error {
 	}
 	if at, ok := s.endpoints[endpoint]; ok {
 		if at.ifindex == ifindex {
-			if at.addr == addr && at.current {
+			if s.attachedAs(endpoint, ifindex, addr) {
 				return nil
 			}
 			if err := s.link(at, addr); err != nil {
@@ -805,10 +814,13 @@ func (s *Switch) Detach(endpoint string) {
 	s.freeSlots = append(s.freeSlots, at.slot)
 	for _, other := range s.endpoints {
 		if other.ifindex == at.ifindex {
-			return // the interface is another endpoint's now: its link stays
+			// The interface is another endpoint's now: its link names
+			// that endpoint, whichever was written last.
+			s.link(other, other.addr)
+			return
 		}
 	}
-	s.nodeState[bpf.MapEndpointLinks].Delete(uint32(at.ifindex))
+	setEndpointLink(s.nodeState[bpf.MapEndpointLinks], at.ifindex, netip.Addr{})
 }
 
 // Drops returns the node's drop counters by reason, over all generations

@@ -1,8 +1,8 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 
@@ -79,15 +79,14 @@ const testRunIfindex = 1
 // the agent links a pod's veth (see Switch.Attach): its first IPv4
 // address in endpoint_links, or no entry for a pod without one.
 func linkForRun(dp *Datapath, pod *ir.Endpoint) error {
+	var first netip.Addr
 	for _, ip := range pod.IPs {
 		if ip.Is4() {
-			return dp.LinkEndpoint(testRunIfindex, ip)
+			first = ip
+			break
 		}
 	}
-	if err := dp.Maps[bpf.MapEndpointLinks].Delete(uint32(testRunIfindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	return nil
+	return setEndpointLink(dp.Maps[bpf.MapEndpointLinks], testRunIfindex, first)
 }
 
 // TraceTranslated runs a connection that a load balancer between the two
@@ -144,15 +143,14 @@ func (t *Tracer) TraceTranslated(sent, arrived ir.Query) (KernelVerdict, error) 
 		kv.Verdict = ir.Deny
 		return kv, nil
 	}
-	// The reply: destination's egress, then source's ingress.
+	// The reply: destination's egress, then source's ingress (run takes
+	// the ports as arguments).
 	reply := func(q ir.Query) (ir.Query, uint16, uint16) {
-		r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto, Port: t.sport}
+		r := ir.Query{Src: q.Dst, Dst: q.Src, Proto: q.Proto}
 		switch q.Proto {
 		case ir.ProtoICMP:
-			r.Port = 0
 			return r, t.sport, 0 // echo reply, same identifier
 		case ir.ProtoICMPv6:
-			r.Port = 129
 			return r, t.sport, 129 // echo reply (to an echo request, 128)
 		}
 		return r, q.Port, t.sport
