@@ -42,7 +42,7 @@ func (c *compilation) services(cl *ir.Cluster, byKind map[string][]*schema.Objec
 		}
 	}
 	for _, o := range byKind["Service"] {
-		if _, other := o.Obj.(*corev1.Service).Labels[serviceProxyNameLabel]; other {
+		if _, other := o.Obj.(*corev1.Service).Labels[ServiceProxyNameLabel]; other {
 			// Served by another proxy: kube-proxy, and Sluice, leave it
 			// alone (toServices still resolves it: that is policy).
 			continue
@@ -392,5 +392,6 @@ func (c *compilation) selectorBackends(s *ir.Service, o *schema.Object, pods []*
 	}
 }
 
-// serviceProxyNameLabel marks a Service that another proxy serves.
-const serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+// ServiceProxyNameLabel marks a Service that another proxy serves: it gets
+// no frontend, as kube-proxy leaves it alone.
+const ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"

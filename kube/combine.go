@@ -15,13 +15,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluicenet/sluice/compiler"
 	"github.com/sluicenet/sluice/ir"
 	"github.com/sluicenet/sluice/schema"
 )
 
-// ServiceProxyNameLabel marks a Service served by another proxy:
-// kube-proxy, and Sluice, leave it alone.
-const ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+// ServiceProxyNameLabel marks a Service served by another proxy: the
+// compiler gives it no frontend (toServices still resolves it), on the
+// snapshot path as from files.
+const ServiceProxyNameLabel = compiler.ServiceProxyNameLabel
 
 // SourcePrefix starts the name of every snapshot object's source:
 // kube:pod/NAMESPACE/NAME, kube:node/NAME, ...
@@ -199,7 +201,7 @@ func showMap(m map[string]string) string {
 // own, named kube:KIND/NAMESPACE/NAME, as indented JSON: one field a line,
 // so a diagnostic points at the field, and its excerpt shows it. uid and
 // resourceVersion are left out, so that the compile depends on the state,
-// not on its history. Services with ServiceProxyNameLabel are left out.
+// not on its history.
 func snapshotSources(snap *Snapshot) ([]schema.Source, schema.Diagnostics) {
 	var srcs []schema.Source
 	var diags schema.Diagnostics
@@ -228,9 +230,6 @@ func snapshotSources(snap *Snapshot) ([]schema.Source, schema.Diagnostics) {
 		add("Pod", "v1", &p.ObjectMeta, p, &p.TypeMeta)
 	}
 	for _, s := range sortedCopy(snap.Services, func(o *corev1.Service) *metav1.ObjectMeta { return &o.ObjectMeta }) {
-		if _, other := s.Labels[ServiceProxyNameLabel]; other {
-			continue
-		}
 		add("Service", "v1", &s.ObjectMeta, s, &s.TypeMeta)
 	}
 	for _, e := range sortedCopy(snap.EndpointSlices, func(o *discoveryv1.EndpointSlice) *metav1.ObjectMeta { return &o.ObjectMeta }) {

@@ -162,14 +162,15 @@ func TestCombine(t *testing.T) {
 		"Pod other/client @kube:pod/other/client",
 		"Pod shop/web-1 @kube:pod/shop/web-1",
 		"Pod shop/web-2 @kube:pod/shop/web-2",
+		"Service shop/elsewhere @kube:service/shop/elsewhere", // kept: the compiler gives it no frontend
 		"Service shop/web @kube:service/shop/web",
 		"EndpointSlice shop/web-abc @kube:endpointslice/shop/web-abc",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("objects:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if set.Files != 1 || set.Sources != 8 {
-		t.Errorf("files %d, sources %d; want 1 and 8 (the other proxy's Service left out)", set.Files, set.Sources)
+	if set.Files != 1 || set.Sources != 9 {
+		t.Errorf("files %d, sources %d; want 1 and 9", set.Files, set.Sources)
 	}
 	var ws []string
 	for _, w := range warnings {

@@ -48,8 +48,9 @@
 //     the API server's allocations); one only in the cluster is compiled,
 //     since the node agent serves every Service of the cluster.
 //   - A Service labelled service.kubernetes.io/service-proxy-name in the
-//     cluster belongs to another proxy, as for kube-proxy: it is left out,
-//     with the repository's copy.
+//     cluster belongs to another proxy, as for kube-proxy: the compiler
+//     gives it no frontend, as it does from files (the repository's copy
+//     gives way to it like any other).
 //
 // Terminal pods (Succeeded, Failed) are the compiler's to skip, and pods
 // being deleted are terminating, not ready, as the compiler treats any

@@ -241,9 +241,7 @@ func asFiles(t *testing.T, intentDir string, c cluster) (string, string) {
 	}
 	svcs, _ := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	for _, o := range svcs.Items {
-		if o.Labels[kube.ServiceProxyNameLabel] == "" {
-			add("Service", "v1", o)
-		}
+		add("Service", "v1", o)
 	}
 	slices, _ := cs.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
 	for _, o := range slices.Items {
