@@ -235,3 +235,42 @@ func TestCompileFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// --apiserver-ip, repeated and comma-separated, gives the kube-apiserver
+// entity its addresses; without it the compile warns that the entity
+// selects nothing; a bad address is refused.
+func TestAPIServerIPFlag(t *testing.T) {
+	in := `apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.1.0.5}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: to-api, namespace: x}
+spec:
+  endpointSelector: {}
+  egress: [{toEntities: [kube-apiserver]}]
+`
+	trace := func(to string, extra ...string) (string, string, int) {
+		args := append([]string{"trace", "-f", "-", "--from", "x/a", "--to", to, "--port", "443/TCP"}, extra...)
+		return sluice(t, in, args...)
+	}
+	out, errs, _ := trace("10.0.0.9")
+	if !strings.HasPrefix(out, "DENY") || !strings.Contains(errs, "the kube-apiserver entity selects no address") {
+		t.Errorf("without --apiserver-ip: %s\nstderr: %s", out, errs)
+	}
+	for _, to := range []string{"10.0.0.9", "10.0.0.10", "10.0.0.11"} {
+		out, errs, _ := trace(to, "--apiserver-ip", "10.0.0.9,10.0.0.10", "--apiserver-ip", "10.0.0.11")
+		if !strings.HasPrefix(out, "ALLOW") || strings.Contains(errs, "selects no address") {
+			t.Errorf("to %s with --apiserver-ip: %s\nstderr: %s", to, out, errs)
+		}
+	}
+	if out, _, _ := trace("10.0.0.12", "--apiserver-ip", "10.0.0.9"); !strings.HasPrefix(out, "DENY") {
+		t.Errorf("to another address: %s", out)
+	}
+	if _, errs, rc := trace("10.0.0.9", "--apiserver-ip", "10.0.0.x"); rc == 0 || !strings.Contains(errs, `--apiserver-ip "10.0.0.x": expected an IP address`) {
+		t.Errorf("bad address: rc %d, %s", rc, errs)
+	}
+}
